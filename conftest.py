@@ -1,0 +1,3 @@
+"""Root pytest configuration: makes the real-environment fixtures available everywhere."""
+
+pytest_plugins = ["testenv.fixtures"]

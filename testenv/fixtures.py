@@ -1,0 +1,105 @@
+"""pytest fixtures over the real environment (loaded by the root conftest.py).
+
+- `kube_api`: a session-wide control plane (etcd, apiserver, controller-manager, scheduler);
+- `kube_node`: the same cluster with a real node (containerd, kubelet, CNI, kube-proxy);
+- `prometheus`: a factory that starts a real Prometheus with the configuration a test gives.
+Both cluster fixtures hand out a fresh namespace per call of `.namespace()` and delete those
+namespaces when the test ends. The cluster is torn down at the end of the session unless
+HEXAGON_KEEP_CLUSTER=1 (handy while iterating: the next session reuses it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .cluster import Cluster
+from .prometheus import Prometheus
+
+SESSION_CLUSTER = os.environ.get("HEXAGON_TEST_CLUSTER", "pytest")
+
+
+class KubeHandle:
+    """What a test sees of the cluster."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.kubeconfig: Path = cluster.kubeconfig
+        self.server = cluster.cp.server
+        self.host_ip = cluster.cp.host_ip
+        self._namespaces: list[str] = []
+
+    def namespace(self, prefix: str = "t") -> str:
+        name = self.cluster.namespace(prefix)
+        self._namespaces.append(name)
+        return name
+
+    def kubectl(self, *args: str, check: bool = True, timeout: float = 120) -> str:
+        return self.cluster.kubectl(*args, check=check, timeout=timeout)
+
+    def image(self, name: str) -> str:
+        """A project image (built from its Dockerfile if needed) loaded into the node."""
+        from . import projectimages
+
+        return self.cluster.load(projectimages.build(name))
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+
+    def cleanup(self) -> None:
+        for ns in self._namespaces:
+            self.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+        self._namespaces.clear()
+
+
+class _Session:
+    cluster: Cluster | None = None
+    node_up = False
+
+
+@pytest.fixture(scope="session")
+def _session_cluster() -> Iterator[_Session]:
+    session = _Session()
+    yield session
+    if session.cluster is not None and os.environ.get("HEXAGON_KEEP_CLUSTER") != "1":
+        session.cluster.down()
+
+
+@pytest.fixture
+def kube_api(_session_cluster: _Session) -> Iterator[KubeHandle]:
+    if _session_cluster.cluster is None:
+        _session_cluster.cluster = Cluster(SESSION_CLUSTER, with_node=False).up()
+    handle = KubeHandle(_session_cluster.cluster)
+    yield handle
+    handle.cleanup()
+
+
+@pytest.fixture
+def kube_node(_session_cluster: _Session) -> Iterator[KubeHandle]:
+    if not _session_cluster.node_up:
+        _session_cluster.cluster = Cluster(SESSION_CLUSTER, with_node=True).up()
+        _session_cluster.node_up = True
+    assert _session_cluster.cluster is not None
+    handle = KubeHandle(_session_cluster.cluster)
+    yield handle
+    handle.cleanup()
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[Callable[[Mapping[str, Any]], Prometheus]]:
+    started: list[Prometheus] = []
+
+    def start(config: Mapping[str, Any]) -> Prometheus:
+        state = tmp_path / f"prometheus-{len(started)}"
+        state.mkdir()
+        prom = Prometheus(config, state=state).start()
+        started.append(prom)
+        return prom
+
+    yield start
+    for prom in started:
+        prom.stop()
