@@ -33,6 +33,8 @@ REQUESTS_TOTAL = "hexagon_gateway_requests_total"
 GROUP_LABELS = ("namespace", "hexagon_node", "pod")
 NODE_LABEL_KEYS = ("hexagon.dev/node", "app.kubernetes.io/instance")
 TOPOLOGY_LABEL_KEY = "hexagon.dev/topology"
+APP_NAME_LABEL_KEY = "app.kubernetes.io/name"
+APP_NAME = "hexagon-gateway"
 DEFAULT_JOB = "hexagon-gateways"
 DEFAULT_ADMIN_PORT = 9901
 
@@ -129,18 +131,21 @@ def _meta_label(pod_label: str) -> str:
 def relabel_configs(*, admin_port: int = DEFAULT_ADMIN_PORT) -> list[dict[str, Any]]:
     """Relabel rules turning a Kubernetes pod target into namespace/pod/hexagon_node labels.
 
-    Order matters: a pod is kept only if it carries one of the node labels and exposes the
-    admin port (role: pod yields one target per container port); then ``hexagon_node`` is
-    set from ``app.kubernetes.io/instance`` and overwritten by ``hexagon.dev/node`` when
-    that is present, so the Hexagon-specific label wins.
+    Order matters: a pod is kept only if it is a gateway (``app.kubernetes.io/name`` is
+    ``hexagon-gateway``, or it carries ``hexagon.dev/node``) and the target is its admin port
+    (role: pod yields one target per container port); then ``hexagon_node`` is set from
+    ``app.kubernetes.io/instance`` and overwritten by ``hexagon.dev/node`` when that is
+    present, so the Hexagon-specific label wins.
     """
     node_meta = [_meta_label(key) for key in NODE_LABEL_KEYS]
     return [
+        # Keep gateway pods: labelled hexagon.dev/node, or app.kubernetes.io/name=APP_NAME
+        # (``app.kubernetes.io/instance`` alone is too common to trust).
         {
             "action": "keep",
-            "source_labels": node_meta,
+            "source_labels": [_meta_label(APP_NAME_LABEL_KEY), node_meta[0]],
             "separator": ";",
-            "regex": ".+;.*|.*;.+",
+            "regex": f"{APP_NAME};.*|.*;.+",
         },
         {
             "action": "keep",

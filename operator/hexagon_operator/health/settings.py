@@ -28,11 +28,12 @@ class HealSettings:
     # A scrape older than this is stale (about three scrape intervals).
     stale_after_seconds: float = 30.0
     # --- storm protection
+    enabled: bool = True
     paused: bool = False
-    max_unavailable_percent: float = 34.0
+    max_unavailable_percent: float = 25.0
     # "Several nodes" for CorrelatedFailure; "most pods" means strictly more than half.
     correlated_min_nodes: int = 2
-    cooldown_seconds: float = 120.0
+    cooldown_seconds: float = 300.0
     backoff_base_seconds: float = 30.0
     backoff_max_seconds: float = 600.0
     degraded_after_failures: int = 3
@@ -104,4 +105,16 @@ def settings_from_spec(self_heal: Mapping[str, Any] | None) -> HealSettings:
         except (TypeError, ValueError):
             kind = type(default).__name__
             raise ValueError(f"spec.selfHeal.{key}: expected {kind}, got {raw!r}") from None
+    return HealSettings(**values)
+
+
+def settings_from_dataclass(spec: Any, **overrides: Any) -> HealSettings:
+    """Build settings from a typed spec object (e.g. ``api.SelfHealSpec``) by field name.
+
+    Fields the spec does not have keep their defaults; ``overrides`` win over both (e.g.
+    ``stale_after_seconds`` derived from the poll interval by the caller).
+    """
+    names = {f.name for f in dataclasses.fields(HealSettings)}
+    values = {n: getattr(spec, n) for n in names if hasattr(spec, n)}
+    values.update(overrides)
     return HealSettings(**values)
