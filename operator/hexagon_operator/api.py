@@ -170,7 +170,9 @@ class SpecError(ValueError):
 
 
 def _section(raw: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
-    value = raw.get(key) or {}
+    value = raw.get(key)
+    if value is None:
+        return {}
     if not isinstance(value, Mapping):
         raise SpecError(f"{path}.{key}: got {value!r}, expected an object")
     return value
@@ -198,7 +200,9 @@ def _bool(raw: Mapping[str, Any], key: str, default: bool, path: str) -> bool:
 
 
 def _list(raw: Mapping[str, Any], key: str, path: str) -> Sequence[Any]:
-    value = raw.get(key) or []
+    value = raw.get(key)
+    if value is None:
+        return []
     if not isinstance(value, list | tuple):
         raise SpecError(f"{path}.{key}: got {value!r}, expected a list")
     return value
