@@ -109,8 +109,9 @@ class JwtAuth:
         self.keys: KeySource
         self.jwks_cache: JwksCache | None = None
         if jwks_file is not None:
+            document = _read("jwksFile", jwks_file)
             try:
-                keyset = KeySet.from_bytes(_read("jwksFile", jwks_file))
+                keyset = KeySet.from_bytes(document)
             except ValueError as exc:
                 raise OptionError("jwksFile", jwks_file, str(exc)) from exc
             if not keyset:
@@ -131,7 +132,8 @@ class JwtAuth:
             raw = raw.rstrip(b"\r\n") if secret is None else raw
             if len(raw) < 32:
                 # RFC 7518 section 3.2: an HS256 key must be at least as long as the hash.
-                raise OptionError(given[0], "<redacted>", "a secret of at least 32 bytes")
+                shown = secret if secret is not None else secret_file  # "secret" is redacted
+                raise OptionError(given[0], shown, "a secret of at least 32 bytes")
             self.keys = SecretKeys(raw)
         self.policy = Policy(
             algorithms=tuple(algorithms),

@@ -11,7 +11,6 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-
 from hexagon_gateway.middlewares.breaker_core import Breaker, Rejection, Settings, State, Ticket
 
 BASE = Settings(
@@ -61,7 +60,9 @@ SCENARIOS = [
         id="exactly-1pct-slow-holds-then-trips",
     ),
     pytest.param(
-        BASE, [("run", 20, 10, False), ("state", State.CLOSED)], id="errors-ignored-without-threshold"
+        BASE,
+        [("run", 20, 10, False), ("state", State.CLOSED)],
+        id="errors-ignored-without-threshold",
     ),
     pytest.param(
         replace(BASE, error_percent=50),
@@ -110,12 +111,24 @@ SCENARIOS = [
     ),
     pytest.param(
         BASE,
-        [*TRIP, *TO_HALF_OPEN, ("run", 1, 200, True), ("state", State.OPEN), ("reject", "open", 10)],
+        [
+            *TRIP,
+            *TO_HALF_OPEN,
+            ("run", 1, 200, True),
+            ("state", State.OPEN),
+            ("reject", "open", 10),
+        ],
         id="slow-probe-reopens-with-doubled-hold",
     ),
     pytest.param(
         BASE,
-        [*TRIP, *TO_HALF_OPEN, ("run", 1, 10, False), ("state", State.OPEN), ("reject", "open", 10)],
+        [
+            *TRIP,
+            *TO_HALF_OPEN,
+            ("run", 1, 10, False),
+            ("state", State.OPEN),
+            ("reject", "open", 10),
+        ],
         id="failed-probe-reopens",
     ),
     pytest.param(
@@ -251,7 +264,7 @@ def test_hold_never_overflows_on_endless_flapping() -> None:
         ticket = breaker.try_acquire()
         assert isinstance(ticket, Ticket)
         clock.now += 1.0
-        breaker.release(ticket, ok=False if breaker.state is State.HALF_OPEN else True)
+        breaker.release(ticket, ok=breaker.state is not State.HALF_OPEN)
         clock.now += 21
     assert breaker.trips_total == 2000
     assert breaker.current_hold == 20

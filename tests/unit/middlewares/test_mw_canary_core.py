@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-
 from hexagon_gateway.middlewares.canary_core import (
     SLOTS,
     CanaryRule,

@@ -14,8 +14,6 @@ import jwt as pyjwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
-
 from hexagon_gateway.middlewares.jwt_core import (
     JwksCache,
     KeySet,
@@ -26,6 +24,7 @@ from hexagon_gateway.middlewares.jwt_core import (
     TokenError,
     verify_token,
 )
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 NOW = 1_700_000_000.0
 ISSUER = "https://issuer.test"
@@ -169,7 +168,7 @@ async def test_verify_with_jwks(token: str, error: str | None) -> None:
 
 
 async def test_oct_keys_in_a_jwks_are_never_used_even_if_hs256_is_allowed() -> None:
-    """Defence in depth behind the config check: the policy allows HS256, the JWKS has an oct key."""
+    """Defence in depth behind the config check: HS256 allowed, and the JWKS has an oct key."""
     policy = Policy(algorithms=("HS256", "RS256"), issuer=ISSUER, audiences=("api",))
     token = pyjwt.encode(claims(), SECRET, algorithm="HS256", headers={"kid": "hmac"})
     with pytest.raises(TokenError, match="unknown key id"):

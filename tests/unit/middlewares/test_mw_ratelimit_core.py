@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from hexagon_gateway.middlewares.ratelimit_core import TokenBucketTable, header_seconds
 
 
@@ -23,7 +22,10 @@ Step = tuple[float, bool, int, float]
     ("rate", "burst", "steps"),
     [
         pytest.param(
-            1.0, 2, [(0, True, 1, 0.0), (0, True, 0, 0.0), (0, False, 0, 1.0)], id="burst-then-reject"
+            1.0,
+            2,
+            [(0, True, 1, 0.0), (0, True, 0, 0.0), (0, False, 0, 1.0)],
+            id="burst-then-reject",
         ),
         pytest.param(
             2.0,

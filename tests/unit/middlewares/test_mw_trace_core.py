@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from hexagon_gateway.middlewares.trace_core import (
     TraceParent,
     new_request_id,
