@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 from hexagon_operator import api
-from opcrd import defaulted_spec
+
+from tests.unit.operator.opcrd import defaulted_spec
 
 
 def test_dataclass_defaults_equal_crd_defaults() -> None:

@@ -13,7 +13,14 @@ from typing import Any
 import jsonschema
 import pytest
 from hexagon_operator import api, resources
-from opcrd import EXAMPLES, defaulted_spec, example_nodes, load_crd, version_schema
+
+from tests.unit.operator.opcrd import (
+    EXAMPLES,
+    defaulted_spec,
+    example_nodes,
+    load_crd,
+    version_schema,
+)
 
 # Fields without a default, and why: required, optional overrides whose absence means
 # "inherit", or per-middleware options whose defaults belong to the gateway (a structural

@@ -16,7 +16,8 @@ import yaml
 from hexagon_operator import api, resources
 from hexagon_operator.config import Settings
 from hexagon_operator.resources.configmap import config_hash
-from opcrd import ROOT, defaulted_spec, example_nodes
+
+from tests.unit.operator.opcrd import ROOT, defaulted_spec, example_nodes
 
 GOLDEN = ROOT / "tests" / "golden"
 SETTINGS = Settings(gateway_image="hexagon/gateway:dev")

@@ -125,22 +125,21 @@ def test_transition_time_kept_unless_status_flips() -> None:
 
 
 def test_foreign_conditions_and_fields_are_kept() -> None:
-    current = {
+    healing = {
+        "type": "Healing",
+        "status": "True",
+        "reason": "PodIsolated",
+        "message": "m",
+        "lastTransitionTime": "2025-01-01T00:00:00Z",
+    }
+    current: dict[str, Any] = {
         "weights": {"n-0": 0},
         "heal": {"pod": "n-0", "step": "probe"},
-        "conditions": [
-            {
-                "type": "Healing",
-                "status": "True",
-                "reason": "PodIsolated",
-                "message": "m",
-                "lastTransitionTime": "2025-01-01T00:00:00Z",
-            }
-        ],
+        "conditions": [healing],
     }
     status = desired_status(current, STEADY, name="n", now=T0)
     assert status["weights"] == {"n-0": 0} and status["heal"] == current["heal"]
-    assert _conds(status)["Healing"] == current["conditions"][0]
+    assert _conds(status)["Healing"] == healing
     assert status["health"] == "Healing"
     assert [c["type"] for c in status["conditions"]][:4] == [
         "Ready",
