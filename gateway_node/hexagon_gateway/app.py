@@ -1,0 +1,146 @@
+"""App factories and the lifecycle of one gateway process (one worker).
+
+`create_app` builds the admin application (aiohttp Application, state under web.AppKey, the
+lag monitor in cleanup_ctx); `create_data_server` builds the data port's low-level server. The
+`GatewayProcess` wires both to a Gateway, starts the config watcher and implements graceful
+shutdown: stop accepting, let in-flight requests finish up to a deadline, then exit. Readiness
+turns 503 first, so Kubernetes stops sending traffic while the last requests complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from hexagon_gateway.admin import create_admin_app
+from hexagon_gateway.config import Config, ConfigError, Listen, load_config
+from hexagon_gateway.metrics import Metrics
+from hexagon_gateway.reload import ConfigWatcher
+from hexagon_gateway.runtime import Gateway
+from hexagon_gateway.server import DataServer, make_server
+
+log = logging.getLogger("hexagon_gateway.app")
+
+
+def create_app(gateway: Gateway) -> web.Application:
+    """The admin application."""
+    return create_admin_app(gateway)
+
+
+def create_data_server(gateway: Gateway) -> DataServer:
+    return make_server(gateway)
+
+
+@dataclass
+class GatewayProcess:
+    config_path: str | None = None
+    config_text: str | None = None
+    reuse_port: bool = False
+    admin_port_offset: int = 0
+    shutdown_grace: float = 25.0
+    gateway: Gateway = field(default_factory=lambda: Gateway(metrics=Metrics()))
+    data_port: int = 0
+    admin_port: int = 0
+    _data_runner: web.ServerRunner | None = None
+    _admin_runner: web.AppRunner | None = None
+    _watcher: ConfigWatcher | None = None
+    _server: DataServer | None = None
+
+    def _initial(self) -> Config | None:
+        text = self.config_text
+        if text is None and self.config_path is not None:
+            with open(self.config_path, encoding="utf-8") as fh:
+                text = fh.read()
+        if text is None:
+            return None
+        try:
+            return load_config(text)
+        except ConfigError as exc:
+            # Start anyway, not ready: the watcher picks up a fixed file without a restart.
+            self.gateway.metrics.reloads["failed"] += 1
+            log.error("initial config refused", extra={"error": str(exc)})
+            return None
+
+    async def start(self) -> None:
+        gateway = self.gateway
+        gateway.metrics.collectors.append(gateway.collect)
+        self._server = create_data_server(gateway)
+        config = self._initial()
+        if config is not None:
+            try:
+                gateway.apply(config)
+                gateway.metrics.reloads["ok"] += 1
+            except ConfigError as exc:
+                gateway.metrics.reloads["failed"] += 1
+                log.error("initial config refused", extra={"error": str(exc)})
+        data = config.data if config else Listen("0.0.0.0", 8080)
+        admin = config.admin_listen if config else Listen("0.0.0.0", 9901)
+        self._data_runner = web.ServerRunner(self._server, shutdown_timeout=self.shutdown_grace)
+        await self._data_runner.setup()
+        data_site = web.SockSite(self._data_runner, _listen(data, reuse_port=self.reuse_port))
+        await data_site.start()
+        self._admin_runner = web.AppRunner(create_app(gateway), access_log=None)
+        await self._admin_runner.setup()
+        admin_listen = Listen(admin.host, admin.port + self.admin_port_offset if admin.port else 0)
+        admin_site = web.SockSite(self._admin_runner, _listen(admin_listen, reuse_port=False))
+        await admin_site.start()
+        self.data_port = _port(self._data_runner)
+        self.admin_port = _port(self._admin_runner)
+        if self.config_path is not None:
+            self._watcher = ConfigWatcher(gateway, self.config_path)
+            self._watcher.start()
+        log.info(
+            "gateway started", extra={"data_port": self.data_port, "admin_port": self.admin_port}
+        )
+
+    def reload(self, *, source: str = "sighup") -> None:
+        if self._watcher is not None:
+            self._watcher.reload(source=source)
+
+    async def stop(self) -> None:
+        """Graceful: readiness off, stop accepting, finish in-flight up to the grace deadline."""
+        gateway = self.gateway
+        gateway.draining = True
+        log.info("draining", extra={"in_flight": gateway.metrics.in_flight})
+        if self._data_runner is not None:
+            await self._data_runner.cleanup()
+        if self._watcher is not None:
+            await self._watcher.stop()
+        if gateway.terminal is not None and hasattr(gateway.terminal, "close"):
+            await gateway.terminal.close()
+        for pool in gateway.pools.values():
+            pool.close()
+        if self._admin_runner is not None:
+            await self._admin_runner.cleanup()
+        log.info("stopped")
+
+
+def _listen(listen: Listen, *, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((listen.host, listen.port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def _port(runner: web.BaseRunner) -> int:  # type: ignore[type-arg,unused-ignore]
+    for addr in runner.addresses:
+        if isinstance(addr, tuple):
+            return int(addr[1])
+    return 0
+
+
+async def run_until_signalled(process: GatewayProcess, stop: asyncio.Event) -> None:
+    await process.start()
+    try:
+        await stop.wait()
+    finally:
+        await process.stop()

@@ -1,0 +1,121 @@
+"""Pure header rewriting for the proxy: hop-by-hop removal and X-Forwarded-* / Forwarded.
+
+Kept free of aiohttp so the rules (which headers a proxy must drop, when a client's own
+X-Forwarded-For may be believed) are unit-tested as plain data. The request head is serialized
+straight to bytes here, once, because that is what the upstream socket wants.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+
+# RFC 9110 7.6.1 plus the legacy ones every proxy strips.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authenticate",
+        "proxy-authorization",
+    }
+)
+_FORWARDING = frozenset({"x-forwarded-for", "x-forwarded-proto", "forwarded", "expect"})
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class TrustedPeers:
+    """Is this peer one of the configured proxies? Cached, since peers repeat."""
+
+    def __init__(self, networks: Sequence[Network]) -> None:
+        self._networks = tuple(networks)
+        self._cache: dict[str, bool] = {}
+
+    def __contains__(self, peer: object) -> bool:
+        if not isinstance(peer, str) or not self._networks:
+            return False
+        hit = self._cache.get(peer)
+        if hit is None:
+            try:
+                addr = ipaddress.ip_address(peer)
+                hit = any(addr in net for net in self._networks)
+            except ValueError:
+                hit = False
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            self._cache[peer] = hit
+        return hit
+
+
+def _connection_tokens(raw: Iterable[tuple[bytes, bytes]]) -> set[str]:
+    tokens: set[str] = set()
+    for name, value in raw:
+        if name.lower() == b"connection":
+            tokens.update(t.strip().lower() for t in value.decode("latin-1").split(","))
+    return tokens
+
+
+def _forwarded_node(peer: str) -> str:
+    return f'"[{peer}]"' if ":" in peer else peer
+
+
+def request_head(
+    *,
+    method: str,
+    target: str,
+    raw_headers: Iterable[tuple[bytes, bytes]],
+    peer: str,
+    trusted: bool,
+    scheme: str,
+    chunked: bool,
+    upgrade: bytes | None = None,
+) -> bytes:
+    """Serialize the upstream request head (method line + headers + blank line)."""
+    drop = HOP_BY_HOP | _FORWARDING
+    named = _connection_tokens(raw_headers)
+    if named:
+        drop = drop | named
+    out = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1")]
+    xff = proto = fwd = None
+    for name, value in raw_headers:
+        lname = name.lower().decode("latin-1")
+        if lname in drop:
+            if trusted:
+                if lname == "x-forwarded-for":
+                    xff = value if xff is None else xff + b", " + value
+                elif lname == "x-forwarded-proto" and proto is None:
+                    proto = value
+                elif lname == "forwarded":
+                    fwd = value if fwd is None else fwd + b", " + value
+            continue
+        out.append(name + b": " + value + b"\r\n")
+    peer_b = peer.encode("latin-1")
+    out.append(b"X-Forwarded-For: " + (xff + b", " + peer_b if xff else peer_b) + b"\r\n")
+    out.append(b"X-Forwarded-Proto: " + (proto or scheme.encode("latin-1")) + b"\r\n")
+    here = f"for={_forwarded_node(peer)};proto={scheme}".encode("latin-1")
+    out.append(b"Forwarded: " + (fwd + b", " + here if fwd else here) + b"\r\n")
+    if chunked:
+        out.append(b"Transfer-Encoding: chunked\r\n")
+    if upgrade is not None:
+        out.append(b"Connection: Upgrade\r\nUpgrade: " + upgrade + b"\r\n")
+    out.append(b"\r\n")
+    return b"".join(out)
+
+
+def response_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Upstream response headers minus hop-by-hop and framing (the server re-frames)."""
+    pairs = list(headers)
+    named: set[str] = set()
+    for name, value in pairs:
+        if name.lower() == "connection":
+            named.update(t.strip().lower() for t in value.split(","))
+    return [
+        (n, v)
+        for n, v in pairs
+        if (ln := n.lower()) not in HOP_BY_HOP and ln != "content-length" and ln not in named
+    ]
