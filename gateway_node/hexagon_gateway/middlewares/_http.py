@@ -32,9 +32,13 @@ def queued_headers(request: web.BaseRequest) -> list[tuple[str, str]]:
 
 
 async def apply_response_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
-    """``on_response_prepare`` hook: copy queued headers onto the response (idempotent)."""
+    """``on_response_prepare`` hook: copy queued headers onto the response (idempotent).
+
+    aiohttp runs the hook inside ``prepare()``, after the response counts as prepared but
+    before its headers are written, so no ``prepared`` check here.
+    """
     queue: list[tuple[str, str]] | None = request.get(RESPONSE_HEADERS)
-    if queue and not response.prepared:
+    if queue:
         for name, value in queue:
             response.headers[name] = value
 
