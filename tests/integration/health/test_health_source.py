@@ -19,12 +19,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-
 from hexagon_operator.health.queries import QueryScope, relabel_configs
 from hexagon_operator.health.samples import Observation, PipelineStatus, PodKey, Signal, record
 from hexagon_operator.health.settings import HealSettings
 from hexagon_operator.health.source import PrometheusSource
 from hexagon_operator.health.verdicts import Code, Kind, assess
+
 from testenv.prometheus import Prometheus, free_port
 
 pytestmark = pytest.mark.prometheus
@@ -186,10 +186,10 @@ B0 = PodKey("hx", "beta", "beta-0")
 
 
 async def poll_until(
-    source: PrometheusSource, ready: Callable[[Observation], bool], *, timeout: float = 60
+    source: PrometheusSource, ready: Callable[[Observation], bool], *, within: float = 60
 ) -> Observation:
     """Poll until ready(observation) holds; on timeout fail with the last observation."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     last = await source.observe()
     while not ready(last):
         if time.monotonic() > deadline:
