@@ -63,6 +63,7 @@ MIDDLEWARE_SCHEMAS: Mapping[str, Mapping[str, Any]] = {
             "leewaySeconds": {"type": "number", "minimum": 0, "maximum": 300},
             "jwksCacheSeconds": {"type": "number", "minimum": 1},
             "jwksMinRefreshSeconds": {"type": "number", "minimum": 0},
+            "jwksFetchTimeoutSeconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 60},
             "dpop": {"type": "boolean"},
             "dpopMaxAgeSeconds": {"type": "number", "minimum": 1, "maximum": 3600},
         },
