@@ -174,3 +174,9 @@ def schema_document(middleware_schemas: Mapping[str, Mapping[str, Any]]) -> dict
 def render_schema(middleware_schemas: Mapping[str, Mapping[str, Any]]) -> str:
     """The published file's exact text."""
     return json.dumps(schema_document(middleware_schemas), indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":  # regenerate the published file: python -m hexagon_gateway.schema
+    from hexagon_gateway.chains import MIDDLEWARE_SCHEMAS
+
+    SCHEMA_PATH.write_text(render_schema(MIDDLEWARE_SCHEMAS), encoding="utf-8")
