@@ -52,13 +52,29 @@ class RequestId:
         if incoming is None:
             # The spec forbids passing on a tracestate whose traceparent we could not parse.
             forwarded.popall("tracestate", None)
-        inner = request.clone(headers=forwarded)
+        try:
+            inner = request.clone(headers=forwarded)
+        except RuntimeError:
+            # Someone read the body already (clone refuses then): serve without rewriting
+            # upstream headers rather than failing the request.
+            inner = request
         try:
             response = await handler(inner)
         except web.HTTPException as exc:
             finish(request, exc)
             raise
+        finally:
+            if inner is not request:
+                _copy_back(inner, request)
         return finish(request, response)
 
     def metrics(self) -> dict[str, float]:
         return {"requestid_generated_total": float(self.generated_total)}
+
+
+def _copy_back(inner: web.Request, outer: web.Request) -> None:
+    """Keys set on the clone by inner middlewares (say ``hexagon.upstream`` from canary) become
+    visible to outer middlewares and to the core, which only hold the original request."""
+    for key, value in inner.items():
+        if isinstance(key, str) and key.startswith("hexagon.") and outer.get(key) is not value:
+            outer[key] = value

@@ -326,3 +326,34 @@ async def test_breaker_sheds_over_max_concurrent_immediately() -> None:
         assert [r[0] for r in await asyncio.gather(*held)] == [200, 200, 200]
         assert (await get(base))[0] == 200
     assert snapshot(chain)["breaker_state"] == 0
+
+
+async def test_keys_set_behind_request_id_reach_the_core_request() -> None:
+    """The core holds the original request; canary runs on request-id's clone of it."""
+    chain = build_chain(
+        [
+            {"type": "requestId"},
+            {"type": "canary", "upstream": "api-v2", "header": {"name": "x-canary", "value": "1"}},
+        ],
+        route_name="r",
+    )
+    seen: dict[str, Any] = {}
+
+    async def core(request: web.Request) -> web.StreamResponse:
+        response = await compose(chain, echo)(request)
+        seen.update(upstream=request.get("hexagon.upstream"), rid=request["hexagon.request_id"])
+        return response
+
+    app = web.Application()
+    app.router.add_get("/", core)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        _, headers, body = await get(f"http://{host}:{port}", headers={"x-canary": "1"})
+    finally:
+        await runner.cleanup()
+    assert body["upstream"] == seen["upstream"] == "api-v2"
+    assert seen["rid"] == headers["X-Request-Id"]

@@ -157,3 +157,12 @@ def test_parse_sticky_key(text: str, expected: StickyKey | None) -> None:
             parse_sticky_key(text)
     else:
         assert parse_sticky_key(text) == expected
+
+
+@pytest.mark.parametrize(("offset", "canary"), [(0, False), (1, True)])
+def test_weight_threshold_boundary_is_exclusive(offset: int, canary: bool) -> None:
+    """A key whose slot equals the threshold stays stable: exactly weight% of slots are canary."""
+    slot = slot_of("alice", salt="v2")
+    rule = CanaryRule("v2", weight=(slot + offset) / 100, sticky=StickyKey("header", "x-user"))
+    choice = choose(rule, headers={"x-user": "alice"}, cookies={}, client="")
+    assert choice.canary is canary
