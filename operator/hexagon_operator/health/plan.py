@@ -189,7 +189,7 @@ def _pending_actions(rec: Record, facts: Facts, settings: HealSettings) -> Any:
     now = facts.now
     last = rec["steps"][-1]
     if rec["stepState"] == StepState.STARTED:
-        started = parse_time(last.get("startedAt")) or now
+        started = _time(last.get("startedAt"), now)
         patience = settings.action_retry_seconds
         if step is Step.PROBING:
             patience = max(patience, 2 * settings.probe_deadline_seconds)
@@ -197,7 +197,7 @@ def _pending_actions(rec: Record, facts: Facts, settings: HealSettings) -> Any:
             return None
         rec["stepRetries"] = int(rec.get("stepRetries", 0)) + 1  # the executor never confirmed
     elif rec.get("lastError"):
-        failed_at = parse_time(rec["lastError"]["at"]) or now
+        failed_at = _time(rec["lastError"]["at"], now)
         if now - failed_at < settings.action_retry_seconds:
             return None
     if rec["stepRetries"] > settings.max_action_retries:
@@ -255,8 +255,8 @@ def _next(rec: Record, facts: Facts, settings: HealSettings, events: list[EmitEv
     """Leave the current (Done or Waiting) step if its exit condition holds."""
     step = Step(rec["step"])
     now = facts.now
-    entered = parse_time(rec["steps"][-1].get("enteredAt")) or now
-    done_at = parse_time(rec["steps"][-1].get("doneAt")) or now
+    entered = _time(rec["steps"][-1].get("enteredAt"), now)
+    done_at = _time(rec["steps"][-1].get("doneAt"), now)
     who = _who(rec)
     if step is Step.ISOLATING:
         _event(events, EventReason.POD_ISOLATED, f"{who} out of rotation (weight 0): {_why(rec)}")
@@ -395,7 +395,7 @@ def _after_respawn(
     rec: Record, facts: Facts, settings: HealSettings, events: list[EmitEvent]
 ) -> bool:
     now = facts.now
-    began = parse_time(rec.get("respawnStartedAt")) or now
+    began = _time(rec.get("respawnStartedAt"), now)
     if rec["scope"] == Scope.NODE:
         if not facts.pods:
             _goto(rec, Step.SCALING_UP, now)
@@ -419,7 +419,7 @@ def _after_scale_up(
     rec: Record, facts: Facts, settings: HealSettings, events: list[EmitEvent]
 ) -> bool:
     now = facts.now
-    began = parse_time(rec.get("respawnStartedAt")) or now
+    began = _time(rec.get("respawnStartedAt"), now)
     fresh = [p for p in facts.pods.values() if p.epoch == rec["epoch"] and p.containers_ready]
     if len(fresh) >= rec["replicas"]:
         rec["respawned"] = [
@@ -452,6 +452,12 @@ def _respawn_deadline(
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _time(text: str | None, default: float) -> float:
+    """A recorded timestamp, or ``default`` when absent (0.0 is a valid virtual time)."""
+    parsed = parse_time(text)
+    return default if parsed is None else parsed
 
 
 def _goto(rec: Record, step: Step, now: float, *, state: StepState = StepState.PENDING) -> None:
