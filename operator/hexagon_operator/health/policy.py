@@ -16,8 +16,8 @@ Rules, in order:
 5. ``BackoffActive``: after N failed heals in a row, wait ``base * 2^(N-1)`` (capped).
 6. ``CorrelatedFailure``: when most pods of several nodes breach together the cause is
    usually shared; respawning gateways will not fix it. Then at most one heal runs in the
-   whole fleet at a time (a diagnostic one: its probe tells whether the gateway itself is
-   sick), and the condition says why the others wait.
+   whole fleet at a time, for every node (a diagnostic one: its probe tells whether the
+   gateway itself is sick), and the condition says why the others wait.
 7. ``AnotherNodeHealing``: never more than one node of a topology healing at once.
 8. ``MaxUnavailable``: never more than ``maxUnavailablePercent`` of a node's pods out of
    rotation (not Ready, isolated, or being healed), rounded down but at least 1 when the
@@ -202,8 +202,9 @@ def check_backoff(i: CheckInput) -> CheckResult:
 
 
 def check_correlated(i: CheckInput) -> CheckResult:
-    if i.candidate.node.key not in i.correlated:
-        return PASS
+    if not i.correlated:
+        return PASS  # while it holds, the limit applies fleet-wide: a lone slow pod elsewhere
+        # is most likely the same shared cause showing early
     running = sum(len(n.active) for n in i.nodes) + len(i.planned)
     if running == 0:
         return PASS  # one diagnostic heal at a time is allowed
