@@ -301,7 +301,7 @@ CASES = [
         {"a-0": SLOW, "a-1": SLOW, "b-0": SLOW, "b-1": SLOW, "c-0": SLOW},
         [(Scope.POD, ("a-0",))],
         {
-            "a-1": "MaxUnavailable",
+            "a-1": "CorrelatedFailure",
             "b-0": "CorrelatedFailure",
             "b-1": "CorrelatedFailure",
             "c-0": "CorrelatedFailure",
