@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 from dataclasses import dataclass, field
 
@@ -18,7 +19,9 @@ from aiohttp import web
 
 from hexagon_gateway.admin import create_admin_app
 from hexagon_gateway.config import Config, ConfigError, Listen, load_config
+from hexagon_gateway.fastpath import FastFront
 from hexagon_gateway.metrics import Metrics
+from hexagon_gateway.proxy import Proxy
 from hexagon_gateway.reload import ConfigWatcher
 from hexagon_gateway.runtime import Gateway
 from hexagon_gateway.server import DataServer, make_server
@@ -49,6 +52,9 @@ class GatewayProcess:
     _admin_runner: web.AppRunner | None = None
     _watcher: ConfigWatcher | None = None
     _server: DataServer | None = None
+    _front: FastFront | None = None
+    _data_listener: asyncio.Server | None = None
+    _sweeper: asyncio.Task[None] | None = None
 
     def _initial(self) -> Config | None:
         text = self.config_text
@@ -79,16 +85,24 @@ class GatewayProcess:
                 log.error("initial config refused", extra={"error": str(exc)})
         data = config.data if config else Listen("0.0.0.0", 8080)
         admin = config.admin_listen if config else Listen("0.0.0.0", 9901)
-        self._data_runner = web.ServerRunner(self._server, shutdown_timeout=self.shutdown_grace)
-        await self._data_runner.setup()
-        data_site = web.SockSite(self._data_runner, _listen(data, reuse_port=self.reuse_port))
-        await data_site.start()
+        loop = asyncio.get_running_loop()
+        sock = _listen(data, reuse_port=self.reuse_port)
+        if os.environ.get("HEXAGON_FASTPATH", "1") != "0":
+            proxy = gateway.terminal
+            assert isinstance(proxy, Proxy)
+            self._front = FastFront(gateway, fallback=self._server, trusted=proxy.trusted)
+            self._data_listener = await loop.create_server(self._front, sock=sock)
+            self._sweeper = loop.create_task(self._sweep())
+        else:  # aiohttp only, for comparison and as a fallback switch
+            self._data_runner = web.ServerRunner(self._server, shutdown_timeout=self.shutdown_grace)
+            await self._data_runner.setup()
+            await web.SockSite(self._data_runner, sock).start()
+        self.data_port = int(sock.getsockname()[1])
         self._admin_runner = web.AppRunner(create_app(gateway), access_log=None)
         await self._admin_runner.setup()
         admin_listen = Listen(admin.host, admin.port + self.admin_port_offset if admin.port else 0)
         admin_site = web.SockSite(self._admin_runner, _listen(admin_listen, reuse_port=False))
         await admin_site.start()
-        self.data_port = _port(self._data_runner)
         self.admin_port = _port(self._admin_runner)
         if self.config_path is not None:
             self._watcher = ConfigWatcher(gateway, self.config_path)
@@ -96,6 +110,13 @@ class GatewayProcess:
         log.info(
             "gateway started", extra={"data_port": self.data_port, "admin_port": self.admin_port}
         )
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(5.0)
+            if self._front is not None:
+                self._front.sweep(loop.time())
 
     def reload(self, *, source: str = "sighup") -> None:
         if self._watcher is not None:
@@ -106,6 +127,15 @@ class GatewayProcess:
         gateway = self.gateway
         gateway.draining = True
         log.info("draining", extra={"in_flight": gateway.metrics.in_flight})
+        if self._data_listener is not None:
+            self._data_listener.close()  # stop accepting
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self._front is not None:
+            assert self._server is not None
+            await self._front.shutdown(self.shutdown_grace)
+            self._server.pre_shutdown()
+            await self._server.shutdown(self.shutdown_grace)
         if self._data_runner is not None:
             await self._data_runner.cleanup()
         if self._watcher is not None:

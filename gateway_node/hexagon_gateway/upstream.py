@@ -381,9 +381,9 @@ class EndpointPool:
             conn = idle.pop()
             if not conn.closed:
                 return conn
-        return await self._open(deadline)
+        return await self.open(deadline)
 
-    async def _open(self, deadline: float) -> UpstreamConnection:
+    async def open(self, deadline: float) -> UpstreamConnection:
         timeout = max(0.0, deadline - self.loop.time())
         try:
             async with asyncio.timeout(timeout):
