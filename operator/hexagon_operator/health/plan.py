@@ -36,15 +36,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from hexagon_operator.health.actions import (
     Action,
     DeletePod,
     EmitEvent,
-    EventReason,
-    EventType,
     ProbePod,
     ScaleStatefulSet,
     SetInRotation,
@@ -52,16 +50,26 @@ from hexagon_operator.health.actions import (
 )
 from hexagon_operator.health.records import (
     TERMINAL,
-    Outcome,
     Record,
     Scope,
     Step,
     StepState,
     iso,
-    parse_time,
 )
 from hexagon_operator.health.settings import HealSettings
-from hexagon_operator.health.verdicts import Kind, Verdict
+from hexagon_operator.health.transitions import (
+    Facts,
+    PodFacts,
+    ProbeResult,
+    fail,
+    fail_event,
+    goto,
+    next_step,
+    replaced,
+    time_of,
+)
+
+__all__ = ["Facts", "PodFacts", "ProbeResult", "Transition", "advance", "mark_done", "mark_error"]
 
 ACTION_STEPS = frozenset(
     {Step.ISOLATING, Step.PROBING, Step.RESPAWNING, Step.SCALING_UP, Step.RESTORING, Step.FAILED}
@@ -70,36 +78,6 @@ ACTION_STEPS = frozenset(
 _PRE_RESPAWN = frozenset(
     {Step.ISOLATING, Step.ISOLATED, Step.PROBING, Step.PROBE_ANSWERED, Step.PROBE_FAILED}
 )
-
-
-@dataclass(frozen=True)
-class PodFacts:
-    """What Kubernetes says about a pod right now."""
-
-    name: str
-    uid: str
-    ip: str = ""
-    containers_ready: bool = False
-    epoch: str | None = None
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    ok: bool
-    answer: Mapping[str, Any] | None = None
-    error: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        if self.ok:
-            return {"ok": True, "answer": dict(self.answer or {})}
-        return {"ok": False, "error": self.error or "no valid answer"}
-
-
-@dataclass(frozen=True)
-class Facts:
-    now: float
-    pods: Mapping[str, PodFacts] = field(default_factory=dict)  # the node's pods by name
-    verdicts: Mapping[str, Verdict] = field(default_factory=dict)  # by pod name
 
 
 @dataclass(frozen=True)
@@ -117,9 +95,9 @@ def advance(record: Mapping[str, Any], facts: Facts, settings: HealSettings) -> 
         step = Step(rec["step"])
         if step in TERMINAL and rec["stepState"] in (StepState.DONE, StepState.WAITING):
             return Transition(rec, (), tuple(events))
-        if step in _PRE_RESPAWN and _replaced(rec, facts):
+        if step in _PRE_RESPAWN and replaced(rec, facts):
             # Someone else (kubelet, a person) already replaced the pod: wait for it instead.
-            _goto(rec, Step.RESPAWNING, facts.now, state=StepState.DONE)
+            goto(rec, Step.RESPAWNING, facts.now, state=StepState.DONE)
             rec["respawnStartedAt"] = iso(facts.now)
             continue
         if step in ACTION_STEPS and rec["stepState"] != StepState.DONE:
@@ -131,19 +109,19 @@ def advance(record: Mapping[str, Any], facts: Facts, settings: HealSettings) -> 
                     rec["stepState"] = str(StepState.DONE)
                     continue
                 error = (rec.get("lastError") or {}).get("message", "no confirmation")
-                _fail(
+                fail(
                     rec,
                     facts.now,
                     "ActionFailed",
                     f"step {step} failed {rec['stepRetries']} times: {error}",
                 )
-                _fail_event(rec, events)
+                fail_event(rec, events)
                 continue
             if actions:
                 return Transition(rec, actions, tuple(events))
             rec["stepState"] = str(StepState.DONE)  # nothing left to do for this step
             continue
-        moved = _next(rec, facts, settings, events)
+        moved = next_step(rec, facts, settings, events)
         if not moved:
             return Transition(rec, (), tuple(events))
     raise RuntimeError(f"heal {rec.get('id')} did not settle; last step {rec['step']}")
@@ -189,7 +167,7 @@ def _pending_actions(rec: Record, facts: Facts, settings: HealSettings) -> Any:
     now = facts.now
     last = rec["steps"][-1]
     if rec["stepState"] == StepState.STARTED:
-        started = _time(last.get("startedAt"), now)
+        started = time_of(last.get("startedAt"), now)
         patience = settings.action_retry_seconds
         if step is Step.PROBING:
             patience = max(patience, 2 * settings.probe_deadline_seconds)
@@ -197,7 +175,7 @@ def _pending_actions(rec: Record, facts: Facts, settings: HealSettings) -> Any:
             return None
         rec["stepRetries"] = int(rec.get("stepRetries", 0)) + 1  # the executor never confirmed
     elif rec.get("lastError"):
-        failed_at = _time(rec["lastError"]["at"], now)
+        failed_at = time_of(rec["lastError"]["at"], now)
         if now - failed_at < settings.action_retry_seconds:
             return None
     if rec["stepRetries"] > settings.max_action_retries:
@@ -246,289 +224,3 @@ def _actions_for(
             *(SetWeight(n, 100) for n in present),
         )
     return ()
-
-
-# ---------------------------------------------------------------- transitions
-
-
-def _next(rec: Record, facts: Facts, settings: HealSettings, events: list[EmitEvent]) -> bool:
-    """Leave the current (Done or Waiting) step if its exit condition holds."""
-    step = Step(rec["step"])
-    now = facts.now
-    entered = _time(rec["steps"][-1].get("enteredAt"), now)
-    done_at = _time(rec["steps"][-1].get("doneAt"), now)
-    who = _who(rec)
-    if step is Step.ISOLATING:
-        _event(events, EventReason.POD_ISOLATED, f"{who} out of rotation (weight 0): {_why(rec)}")
-        _goto(rec, Step.ISOLATED, now, state=StepState.WAITING)
-        return True
-    if step is Step.ISOLATED:
-        if now - entered < settings.drain_seconds:
-            return False
-        if rec["skipProbe"]:
-            _start_respawn(rec, now)
-        else:
-            _goto(rec, Step.PROBING, now)
-        return True
-    if step is Step.PROBING:
-        results = rec.get("probe") or {}
-        answered = bool(results) and all(results.get(p["name"], {}).get("ok") for p in rec["pods"])
-        if answered:
-            _event(events, EventReason.PROBE_ANSWERED, f"{who} answered its probe: {_probe(rec)}")
-            _goto(rec, Step.PROBE_ANSWERED, now, state=StepState.WAITING)
-        else:
-            _event(
-                events,
-                EventReason.PROBE_FAILED,
-                f"{who}: no valid probe answer within {settings.probe_deadline_seconds:g} s "
-                f"({_probe(rec)}); respawning",
-                warning=True,
-            )
-            _goto(rec, Step.PROBE_FAILED, now, state=StepState.WAITING)
-        return True
-    if step is Step.PROBE_ANSWERED:
-        verdicts = [facts.verdicts.get(p["name"]) for p in rec["pods"]]
-        healthy = all(v is not None and v.kind is Kind.HEALTHY for v in verdicts)
-        evidence = all(v is not None and v.p99_judged for v in verdicts)
-        if healthy and (evidence or now - entered >= settings.recovery_hold_seconds):
-            _goto(rec, Step.RESTORING, now)
-            rec["rampIndex"] = 0
-            return True
-        if now - entered >= settings.recovery_timeout_seconds:
-            _event(
-                events,
-                EventReason.PROBE_ANSWERED,
-                f"{who} answered but its metrics did not recover within "
-                f"{settings.recovery_timeout_seconds:g} s; respawning",
-                warning=True,
-            )
-            _start_respawn(rec, now)
-            return True
-        return False
-    if step is Step.PROBE_FAILED:
-        _start_respawn(rec, now)
-        return True
-    if step is Step.RESPAWNING:
-        return _after_respawn(rec, facts, settings, events)
-    if step is Step.SCALING_UP:
-        return _after_scale_up(rec, facts, settings, events)
-    if step is Step.RESPAWNED:
-        names = [p["name"] for p in rec["respawned"]]
-        verdicts = [facts.verdicts.get(n) for n in names]
-        if all(v is not None and v.kind is Kind.HEALTHY for v in verdicts):
-            _goto(rec, Step.RESTORING, now)
-            rec["rampIndex"] = 0
-            return True
-        if now - entered >= settings.restore_wait_seconds:
-            _fail(
-                rec,
-                now,
-                "MetricsNeverHealthy",
-                f"{who} respawned but its metrics did not "
-                f"become healthy within {settings.restore_wait_seconds:g} s",
-            )
-            _fail_event(rec, events)
-            return True
-        return False
-    if step is Step.RESTORING:
-        return _ramp(rec, facts, settings, events, done_at=done_at)
-    if step is Step.FAILED:
-        rec["stepState"] = str(StepState.DONE)
-        return False
-    return False
-
-
-def _ramp(
-    rec: Record,
-    facts: Facts,
-    settings: HealSettings,
-    events: list[EmitEvent],
-    *,
-    done_at: float,
-) -> bool:
-    now = facts.now
-    names = [p["name"] for p in (rec["respawned"] or rec["pods"])]
-    if any((v := facts.verdicts.get(n)) is not None and v.kind is Kind.BREACHING for n in names):
-        if rec["attempt"] >= settings.max_attempts:
-            _fail(
-                rec,
-                now,
-                "Relapsed",
-                f"{_who(rec)} breached again while restoring, "
-                f"attempt {rec['attempt']} of {settings.max_attempts}",
-            )
-            _fail_event(rec, events)
-            return True
-        rec["attempt"] += 1
-        # Its probe answer (or its respawn) did not fix it: next time go straight to respawn.
-        rec["skipProbe"] = True
-        rec["respawned"] = []
-        rec["pods"] = [
-            {"name": n, "uid": facts.pods[n].uid if n in facts.pods else "", "ip": _ip(facts, n)}
-            for n in names
-        ]
-        _event(
-            events,
-            EventReason.POD_RELAPSED,
-            f"{_who(rec)} breached again while restoring "
-            f"at weight {rec['weight']}; isolating it again (attempt {rec['attempt']})",
-            warning=True,
-        )
-        _goto(rec, Step.ISOLATING, now)
-        return True
-    if rec["rampIndex"] >= len(settings.ramp_weights) - 1:
-        rec["outcome"] = str(Outcome.RESTORED)
-        rec["outcomeReason"] = "Restored"
-        rec["finishedAt"] = iso(now)
-        rec["message"] = f"{_who(rec)} back in rotation at weight {rec['weight']}"
-        _event(events, EventReason.POD_RESTORED, rec["message"])
-        _goto(rec, Step.DONE, now, state=StepState.DONE)
-        return True
-    if now - done_at < settings.ramp_step_seconds:
-        return False
-    rec["rampIndex"] += 1
-    _goto(rec, Step.RESTORING, now)
-    return True
-
-
-def _after_respawn(
-    rec: Record, facts: Facts, settings: HealSettings, events: list[EmitEvent]
-) -> bool:
-    now = facts.now
-    began = _time(rec.get("respawnStartedAt"), now)
-    if rec["scope"] == Scope.NODE:
-        if not facts.pods:
-            _goto(rec, Step.SCALING_UP, now)
-            return True
-    else:
-        old = rec["pods"][0]
-        new = facts.pods.get(old["name"])
-        if new is not None and new.uid != old["uid"] and new.containers_ready:
-            rec["respawned"] = [{"name": new.name, "uid": new.uid, "ip": new.ip}]
-            _event(
-                events,
-                EventReason.POD_RESPAWNED,
-                f"pod {new.name} respawned: uid {old['uid']} -> {new.uid}",
-            )
-            _goto(rec, Step.RESPAWNED, now, state=StepState.WAITING)
-            return True
-    return _respawn_deadline(rec, now, began, settings, events)
-
-
-def _after_scale_up(
-    rec: Record, facts: Facts, settings: HealSettings, events: list[EmitEvent]
-) -> bool:
-    now = facts.now
-    began = _time(rec.get("respawnStartedAt"), now)
-    fresh = [p for p in facts.pods.values() if p.epoch == rec["epoch"] and p.containers_ready]
-    if len(fresh) >= rec["replicas"]:
-        rec["respawned"] = [
-            {"name": p.name, "uid": p.uid, "ip": p.ip} for p in sorted(fresh, key=lambda p: p.name)
-        ]
-        _event(
-            events,
-            EventReason.NODE_RESPAWNED,
-            f"node {rec['node']} respawned with heal-epoch {rec['epoch']}: "
-            f"{len(fresh)} pod(s) ready",
-        )
-        _goto(rec, Step.RESPAWNED, now, state=StepState.WAITING)
-        return True
-    return _respawn_deadline(rec, now, began, settings, events)
-
-
-def _respawn_deadline(
-    rec: Record, now: float, began: float, settings: HealSettings, events: list[EmitEvent]
-) -> bool:
-    if now - began < settings.respawn_timeout_seconds:
-        return False
-    _fail(
-        rec,
-        now,
-        "RespawnTimeout",
-        f"{_who(rec)}: no ready replacement within {settings.respawn_timeout_seconds:g} s",
-    )
-    _fail_event(rec, events)
-    return True
-
-
-# ---------------------------------------------------------------- helpers
-
-
-def _time(text: str | None, default: float) -> float:
-    """A recorded timestamp, or ``default`` when absent (0.0 is a valid virtual time)."""
-    parsed = parse_time(text)
-    return default if parsed is None else parsed
-
-
-def _goto(rec: Record, step: Step, now: float, *, state: StepState = StepState.PENDING) -> None:
-    rec["step"] = str(step)
-    rec["stepState"] = str(state)
-    rec["stepRetries"] = 0
-    rec["lastError"] = None
-    rec["steps"].append({"step": str(step), "enteredAt": iso(now)})
-
-
-def _start_respawn(rec: Record, now: float) -> None:
-    rec["epoch"] = _epoch(rec, now)  # new per attempt: old pods must never match it
-    rec["respawnStartedAt"] = iso(now)
-    _goto(rec, Step.RESPAWNING, now)
-
-
-def _epoch(rec: Record, now: float) -> str:
-    """A label value (<= 63 chars, alphanumeric) unique per heal and attempt."""
-    return f"e{int(now * 1000)}a{rec['attempt']}"
-
-
-def _fail(rec: Record, now: float, reason: str, message: str) -> None:
-    rec["outcome"] = str(Outcome.FAILED)
-    rec["outcomeReason"] = reason
-    rec["message"] = message
-    rec["finishedAt"] = iso(now)
-    _goto(rec, Step.FAILED, now)
-
-
-def _fail_event(rec: Record, events: list[EmitEvent]) -> None:
-    _event(
-        events,
-        EventReason.HEAL_FAILED,
-        f"{rec['message']}; pods go back into rotation and the next heal waits for the backoff",
-        warning=True,
-    )
-
-
-def _replaced(rec: Record, facts: Facts) -> bool:
-    if rec["scope"] == Scope.NODE or not rec["pods"]:
-        return False
-    old = rec["pods"][0]
-    current = facts.pods.get(old["name"])
-    return current is None or current.uid != old["uid"]
-
-
-def _ip(facts: Facts, name: str) -> str:
-    pod = facts.pods.get(name)
-    return pod.ip if pod is not None else ""
-
-
-def _who(rec: Record) -> str:
-    if rec["scope"] == Scope.NODE:
-        return f"node {rec['node']} ({len(rec['pods'])} pods)"
-    return f"pod {rec['pods'][0]['name']}"
-
-
-def _why(rec: Record) -> str:
-    return "; ".join(str(t.get("message", t.get("code", "?"))) for t in rec["trigger"]) or "?"
-
-
-def _probe(rec: Record) -> str:
-    parts = []
-    for name, result in sorted((rec.get("probe") or {}).items()):
-        detail = result.get("answer") if result.get("ok") else result.get("error")
-        parts.append(f"{name}: {detail}")
-    return "; ".join(parts) or "no result recorded"
-
-
-def _event(
-    events: list[EmitEvent], reason: EventReason, message: str, *, warning: bool = False
-) -> None:
-    kind = EventType.WARNING if warning else EventType.NORMAL
-    events.append(EmitEvent(reason, message, kind))
