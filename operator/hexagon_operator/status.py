@@ -237,9 +237,7 @@ def status_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict
     return patch or None
 
 
-def spoke_conflicts(
-    *, name: str, spoke: str, claims: Iterable[tuple[str, str]]
-) -> tuple[str, ...]:
+def spoke_conflicts(*, name: str, spoke: str, claims: Iterable[tuple[str, str]]) -> tuple[str, ...]:
     """Other nodes (by name) of the same topology claiming ``spoke``; ``claims`` holds
     (name, spoke) for every node of the topology, this one included."""
     return tuple(sorted(n for n, s in claims if s == spoke and n != name))

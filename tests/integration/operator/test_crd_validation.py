@@ -8,24 +8,16 @@ validation still runs: schema, CEL rules, list-map uniqueness, strict field vali
 from __future__ import annotations
 
 import copy
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[3]
-CRD = ROOT / "crds" / "hexagonnodes.hexagon.dev.yaml"
+from tests.integration.operator.opkube import KubeApi, install_crd, kubectl
 
 pytestmark = pytest.mark.controlplane
-
-
-class KubeApi(Protocol):
-    kubeconfig: Path | str
-
-    def namespace(self, name_prefix: str) -> str: ...
 
 
 def valid_node(name: str = "n1") -> dict[str, Any]:
@@ -231,29 +223,6 @@ CASES = [
     ),
     pytest.param(_set("spec.colour", "blue"), ['unknown field "spec.colour"'], id="unknown-field"),
 ]
-
-
-def kubectl(
-    kubeconfig: Path | str, *args: str, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["kubectl", "--kubeconfig", str(kubeconfig), *args],
-        input=stdin,
-        text=True,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def install_crd(kubeconfig: Path | str) -> None:
-    done = kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    assert done.returncode == 0, done.stderr
-    ready = kubectl(
-        kubeconfig, "wait", "--for=condition=Established", "--timeout=60s",
-        "crd/hexagonnodes.hexagon.dev",
-    )  # fmt: skip
-    assert ready.returncode == 0, ready.stderr
 
 
 def check_refused(
