@@ -24,6 +24,7 @@ from . import api
 class Target:
     pod: str
     ip: str
+    port: int = api.ADMIN_PORT
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,7 @@ class GatewayClient:
             await self._session.close()
 
     async def push(self, target: Target, *, token: str, document: str) -> PushResult:
-        url = f"http://{target.ip}:{api.ADMIN_PORT}/config"
+        url = f"http://{target.ip}:{target.port}/config"
         headers = {"X-Auth-Token": token, "Content-Type": "application/yaml"}
         start = time.monotonic()
         try:
