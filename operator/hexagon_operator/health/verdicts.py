@@ -7,8 +7,9 @@ names:
 * the pipeline fails (Prometheus unreachable, a query failed, no series at all, NaN
   everywhere, or most of a node's targets missing or stale) -> every affected pod is
   UNKNOWN, the ``MetricsAvailable`` condition says why, and no heal starts;
-* one pod's own scrape fails (``up == 0`` or its ``up`` sample stale) while its peers are
-  scraped fine -> that pod is BREACHING with ``ScrapeFailing``: a hung or dead gateway looks
+* one pod's own scrape fails (``up == 0`` for ``consecutiveBreaches`` polls, or its ``up``
+  sample stale) while its peers are scraped fine -> that pod is BREACHING with
+  ``ScrapeFailing``: a hung or dead gateway looks
   exactly like that, and Envoy likewise counts a connect failure against the host.
 
 ``up == 0`` is different from missing/stale: it proves Prometheus is up, discovered the
@@ -31,6 +32,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from hexagon_operator.health.records import iso
 from hexagon_operator.health.samples import (
     Observation,
     PipelineStatus,
@@ -78,6 +80,7 @@ class Finding:
     message: str
     value: float | None = None
     threshold: float | None = None
+    onset: float | None = None  # when the breaching condition began (first sample of it)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -86,6 +89,7 @@ class Finding:
             "value": self.value,
             "threshold": self.threshold,
             "message": self.message,
+            "since": None if self.onset is None else iso(self.onset),
         }
 
 
@@ -101,6 +105,12 @@ class Verdict:
 
     def codes(self) -> tuple[Code, ...]:
         return tuple(f.code for f in self.reasons)
+
+    @property
+    def onset(self) -> float | None:
+        """Earliest onset among the breaches: the start of breach-to-isolation latency."""
+        times = [f.onset for f in self.reasons if f.onset is not None]
+        return min(times) if times else None
 
 
 @dataclass(frozen=True)
@@ -195,6 +205,7 @@ def _p99(
     if not is_number(latest.p99_ms):
         return None, Finding(Code.NO_DATA, "p99", "no P99 value (no histogram series or NaN)")
     streak = 0
+    onset = latest.at
     for sample in reversed(series):
         judged = (
             sample.pipeline_ok
@@ -205,6 +216,7 @@ def _p99(
         if not judged or (sample.p99_ms or 0.0) <= threshold:
             break
         streak += 1
+        onset = sample.at
     if streak < settings.consecutive_breaches:
         return None, None
     value = latest.p99_ms or 0.0
@@ -215,6 +227,7 @@ def _p99(
             f"P99 {value:.0f} ms above {threshold:.0f} ms for {streak} polls in a row",
             value=value,
             threshold=threshold,
+            onset=onset,
         ),
         None,
     )
@@ -245,6 +258,12 @@ def _errors(
     rise = (current - baseline) * 100.0
     if rise < settings.error_rate_rise_percent:
         return None, None
+    onset = series[-1].at
+    for sample in reversed(series[:-1]):
+        e = _judged_error(sample, settings)
+        if e is None or (e - baseline) * 100.0 < settings.error_rate_rise_percent:
+            break
+        onset = sample.at
     return (
         Finding(
             Code.ERROR_RATE_RISE,
@@ -253,6 +272,7 @@ def _errors(
             f"baseline {baseline * 100:.1f}% (threshold {settings.error_rate_rise_percent:g})",
             value=rise,
             threshold=settings.error_rate_rise_percent,
+            onset=onset,
         ),
         None,
     )
@@ -267,19 +287,25 @@ def pod_verdict(series: tuple[Sample, ...], settings: HealSettings, *, peers_ok:
         )
     latest = series[-1]
     if (latest.up or 0.0) < 1.0:
-        return Verdict(
-            Kind.BREACHING,
-            (
-                Finding(
-                    Code.SCRAPE_FAILING,
-                    "up",
-                    f"Prometheus cannot scrape the pod (up == 0) while {peers_ok} peer(s) "
-                    "are scraped fine: the gateway looks hung or dead",
-                    value=latest.up,
-                    threshold=1.0,
-                ),
-            ),
+        # One failed scrape can be a GC pause or a slow node; like P99, it takes
+        # consecutiveBreaches failed polls in a row to call the pod hung.
+        streak, onset = 0, latest.at
+        for sample in reversed(series):
+            if not sample.pipeline_ok or not is_number(sample.up) or (sample.up or 0.0) >= 1.0:
+                break
+            streak, onset = streak + 1, sample.at
+        needed = settings.consecutive_breaches
+        finding = Finding(
+            Code.SCRAPE_FAILING,
+            "up",
+            f"Prometheus cannot scrape the pod (up == 0, {streak} of {needed} polls) while "
+            f"{peers_ok} peer(s) are scraped fine: the gateway looks hung or dead",
+            value=latest.up,
+            threshold=1.0,
+            onset=onset,
         )
+        # Not yet breaching, but not healthy either: unknown keeps it from being restored.
+        return Verdict(Kind.BREACHING if streak >= needed else Kind.UNKNOWN, (finding,))
     if _missing_or_stale(latest, settings):
         age = latest.scrape_age_seconds or 0.0
         return Verdict(
@@ -292,6 +318,7 @@ def pod_verdict(series: tuple[Sample, ...], settings: HealSettings, *, peers_ok:
                     f" s) while {peers_ok} peer(s) are scraped fine",
                     value=age,
                     threshold=settings.stale_after_seconds,
+                    onset=latest.at,
                 ),
             ),
         )

@@ -19,11 +19,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from hexagon_operator.health.monitor import Monitor
 from hexagon_operator.health.queries import QueryScope, relabel_configs
 from hexagon_operator.health.samples import Observation, PipelineStatus, PodKey, Signal, record
 from hexagon_operator.health.settings import HealSettings
 from hexagon_operator.health.source import PrometheusSource
-from hexagon_operator.health.verdicts import Code, Kind, assess
+from hexagon_operator.health.verdicts import Code, Kind, Verdict, assess
 
 from testenv.prometheus import Prometheus, free_port
 
@@ -282,17 +283,25 @@ async def test_hung_pod_is_scrape_failing_while_peers_are_fine(
     prom, pods = fleet(prometheus, targets)
     pods[A1].set(error_share=0.0, latency_s=0.02)
     source = PrometheusSource(prom.url, rate_window_seconds=RATE_WINDOW)
+    monitor = Monitor(HealSettings())
+    uids = {A0: "u0", A1: "u1", B0: "u2"}
     try:
         await poll_until(source, _has_rates)
         pods[A1].set(hang=True)
-        o = await poll_until(
-            source, lambda o: o.status is PipelineStatus.OK and o.pods[A1].up == 0.0
-        )
+        # the operator polls on its interval; three failed scrapes in a row make a breach
+        verdicts: dict[PodKey, Verdict] = {}
+        for _ in range(30):
+            o = await poll_until(
+                source,
+                lambda o: o.status is PipelineStatus.OK and o.pods[A1].up == 0.0,
+            )
+            verdicts = dict(monitor.update(o, uids).verdicts)
+            if verdicts[A1].kind is Kind.BREACHING:
+                break
+            await asyncio.sleep(1.0)
     finally:
         source.close()
     assert o.pods[A0].up == 1.0
-    window = record({}, o, window_seconds=60)
-    verdicts = assess(window, o, HealSettings(), pods=[A0, A1, B0]).verdicts
     assert verdicts[A1].kind is Kind.BREACHING
     assert verdicts[A1].codes() == (Code.SCRAPE_FAILING,)
     assert verdicts[A0].kind is Kind.HEALTHY

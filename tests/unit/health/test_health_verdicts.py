@@ -297,7 +297,7 @@ SCRAPE_CASES = [
 def test_own_scrape_failure_versus_pipeline(
     poll: dict[PodKey, PodSignals], kinds: dict[PodKey, Kind], code: Code, node_status: str
 ) -> None:
-    assessment = run([poll])
+    assessment = run([poll] * 3)
     for key, kind in kinds.items():
         assert assessment.verdicts[key].kind is kind, key
     first = next(iter(kinds))
@@ -307,9 +307,49 @@ def test_own_scrape_failure_versus_pipeline(
 
 
 def test_scrape_failing_message_mentions_peers() -> None:
-    (finding,) = run([only(a0=ok(up=0.0))]).verdicts[A0].reasons
+    (finding,) = run([only(a0=ok(up=0.0))] * 3).verdicts[A0].reasons
     assert "2 peer(s) are scraped fine" in finding.message
     assert (finding.value, finding.threshold) == (0.0, 1.0)
+
+
+DOWN = only(a0=ok(up=0.0))
+
+
+@pytest.mark.parametrize(
+    ("polls", "kind"),
+    [
+        pytest.param([DOWN], Kind.UNKNOWN, id="one-failed-scrape-not-yet"),
+        pytest.param([DOWN] * 2, Kind.UNKNOWN, id="two-failed-scrapes-not-yet"),
+        pytest.param([DOWN] * 3, Kind.BREACHING, id="three-in-a-row-breach"),
+        pytest.param([DOWN, DOWN, only(), DOWN], Kind.UNKNOWN, id="streak-broken-by-good-scrape"),
+        pytest.param(
+            [DOWN, DOWN, PipelineStatus.UNREACHABLE, DOWN],
+            Kind.UNKNOWN,
+            id="streak-broken-by-outage",
+        ),
+        pytest.param([DOWN] * 3 + [only()], Kind.HEALTHY, id="scrapes-again"),
+    ],
+)
+def test_scrape_failing_needs_consecutive_polls(polls: list[Poll], kind: Kind) -> None:
+    verdict = run(polls).verdicts[A0]
+    assert verdict.kind is kind
+    if kind is not Kind.HEALTHY:
+        assert verdict.codes() == (Code.SCRAPE_FAILING,)
+
+
+@pytest.mark.parametrize(
+    ("polls", "onset_poll"),
+    [
+        pytest.param([only()] * 2 + [only(a0=SLOW)] * 4, 2, id="p99-onset-first-slow-poll"),
+        pytest.param([only()] * 3 + [DOWN] * 3, 3, id="scrape-onset-first-failed-poll"),
+        pytest.param([only(a0=ok(err=0.0))] * 2 + [only(a0=ok(err=0.4))] * 2, 2, id="error-onset"),
+    ],
+)
+def test_breach_onset_is_the_first_sample_of_the_breach(polls: list[Poll], onset_poll: int) -> None:
+    verdict = run(polls).verdicts[A0]
+    assert verdict.kind is Kind.BREACHING
+    assert verdict.onset == 1000.0 + onset_poll * INTERVAL
+    assert verdict.reasons[0].as_dict()["since"]
 
 
 PIPELINE_CASES = [
