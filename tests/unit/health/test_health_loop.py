@@ -1,0 +1,297 @@
+"""The pure pieces composed as the operator composes them, against a simulated world, in
+virtual time: Monitor -> decide -> start_record -> advance/mark_done -> settle.
+
+The world is an in-test model of a node's pods (hung, slow, in rotation, replaced after a
+delete) that produces the Observation a real Prometheus would; it stands in for Kubernetes
+and Prometheus only here, in a unit test of pure code (the real parts are exercised by the
+integration and e2e suites). One tick is one poll second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hexagon_operator.health.actions import (
+    Action,
+    DeletePod,
+    EventReason,
+    ProbePod,
+    ScaleStatefulSet,
+    SetInRotation,
+    SetWeight,
+)
+from hexagon_operator.health.conditions import ConditionInput, condition_events
+from hexagon_operator.health.metrics import HealMetrics
+from hexagon_operator.health.monitor import Monitor
+from hexagon_operator.health.plan import Facts, PodFacts, ProbeResult, advance, mark_done
+from hexagon_operator.health.policy import NodeView, PodView, decide, start_record
+from hexagon_operator.health.records import Record, settle
+from hexagon_operator.health.samples import Observation, PipelineStatus, PodKey, PodSignals
+from hexagon_operator.health.settings import HealSettings
+
+S = HealSettings(
+    window_seconds=30,
+    stale_after_seconds=5,
+    drain_seconds=2,
+    recovery_hold_seconds=10,
+    ramp_step_seconds=2,
+    cooldown_seconds=60,
+)
+
+
+@dataclass
+class Pod:
+    uid: str
+    ip: str
+    ready_at: float = 0.0
+    in_rotation: bool = True
+    hung: bool = False
+    slow: bool = False
+    epoch: str | None = None
+
+
+@dataclass
+class World:
+    nodes: dict[str, dict[str, Pod]]
+    prometheus_up: bool = True
+    counter: int = 0
+    replicas: dict[str, int] = field(default_factory=dict)
+    weights: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, **sizes: int) -> World:
+        w = cls({})
+        for node, n in sizes.items():
+            w.replicas[node] = n
+            w.nodes[node] = {f"{node}-{i}": w.new_pod(node, ready_at=0) for i in range(n)}
+        return w
+
+    def new_pod(self, node: str, *, ready_at: float) -> Pod:
+        self.counter += 1
+        return Pod(f"uid-{self.counter}", f"10.0.0.{self.counter}", ready_at=ready_at)
+
+    def observe(self, now: float) -> Observation:
+        if not self.prometheus_up:
+            return Observation(at=now, status=PipelineStatus.UNREACHABLE, detail="refused")
+        pods = {}
+        for node, members in self.nodes.items():
+            for name, pod in members.items():
+                if now < pod.ready_at:
+                    continue  # not scraped yet
+                traffic = 10.0 if pod.in_rotation else 0.0
+                pods[PodKey("ns", node, name)] = PodSignals(
+                    p99_seconds=1.5 if pod.slow else 0.05,
+                    error_ratio=0.0 if traffic else float("nan"),
+                    request_rate=traffic,
+                    up=0.0 if pod.hung else 1.0,
+                    scrape_age_seconds=0.5,
+                )
+        return Observation(at=now, status=PipelineStatus.OK, pods=pods)
+
+    def run(self, node: str, action: Action, now: float) -> ProbeResult | None:
+        pods = self.nodes[node]
+        if isinstance(action, SetInRotation) and action.pod in pods:
+            pods[action.pod].in_rotation = action.in_rotation
+        elif isinstance(action, SetWeight):
+            self.weights[action.pod] = action.weight
+        elif isinstance(action, ProbePod):
+            pod = pods.get(action.pod)
+            if pod is None or pod.hung:
+                return ProbeResult(False, error="no answer within 10 s")
+            return ProbeResult(True, {"loop_lag_ms": 2})
+        elif isinstance(action, DeletePod):
+            pod = pods.get(action.pod)
+            if pod is not None and pod.uid == action.uid:
+                fresh = self.new_pod(node, ready_at=now + 5)
+                fresh.in_rotation = False  # the gate starts False until the healer restores
+                pods[action.pod] = fresh
+        elif isinstance(action, ScaleStatefulSet):
+            if action.replicas == 0:
+                pods.clear()
+            for i in range(len(pods), action.replicas):
+                fresh = self.new_pod(node, ready_at=now + 5)
+                fresh.epoch = action.epoch
+                fresh.in_rotation = False
+                pods[f"{node}-{i}"] = fresh
+        return None
+
+
+@dataclass
+class Operator:
+    world: World
+    settings: HealSettings = S
+    monitor: Monitor = field(default_factory=lambda: Monitor(S))
+    active: dict[str, list[Record]] = field(default_factory=dict)
+    history: dict[str, list[Record]] = field(default_factory=dict)
+    conditions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    events: list[tuple[float, EventReason]] = field(default_factory=list)
+    actions: list[tuple[float, Action]] = field(default_factory=list)
+    max_concurrent: int = 0
+    metrics: HealMetrics = field(default_factory=HealMetrics)
+
+    def views(self) -> list[NodeView]:
+        return [
+            NodeView(
+                namespace="ns",
+                name=node,
+                topology=f"topo-{node}",  # separate topologies unless a test says otherwise
+                statefulset=node,
+                replicas=self.world.replicas[node],
+                pods=tuple(
+                    PodView(
+                        PodKey("ns", node, n),
+                        p.uid,
+                        p.ip,
+                        ready=p.in_rotation,
+                        in_rotation=p.in_rotation,
+                    )
+                    for n, p in members.items()
+                ),
+                settings=self.settings,
+                active=tuple(self.active.get(node, [])),
+                history=tuple(self.history.get(node, [])),
+            )
+            for node, members in self.world.nodes.items()
+        ]
+
+    def tick(self, now: float) -> None:
+        observation = self.world.observe(now)
+        self.metrics.observe_poll(observation)
+        uids = {
+            PodKey("ns", node, n): p.uid
+            for node, m in self.world.nodes.items()
+            for n, p in m.items()
+        }
+        assessment = self.monitor.update(observation, uids)
+        decision = decide(self.views(), assessment, now=now)
+        for cand in decision.starts:
+            self.active.setdefault(cand.node.name, []).append(start_record(cand, now=now))
+        for key, conds in decision.conditions.items():
+            self._conditions(now, key[1], conds)
+        for node, records in self.active.items():
+            members = self.world.nodes[node]
+            facts = Facts(
+                now=now,
+                pods={
+                    n: PodFacts(n, p.uid, p.ip, containers_ready=now >= p.ready_at, epoch=p.epoch)
+                    for n, p in members.items()
+                },
+                verdicts={k.pod: v for k, v in assessment.verdicts.items() if k.node == node},
+            )
+            for i, rec in enumerate(records):
+                t = advance(rec, facts, self.settings)
+                rec = t.record
+                self.events += [(now, e.reason) for e in t.events]
+                if t.actions:
+                    probes = {}
+                    for action in t.actions:
+                        self.actions.append((now, action))
+                        result = self.world.run(node, action, now)
+                        if result is not None and isinstance(action, ProbePod):
+                            probes[action.pod] = result
+                    rec = mark_done(rec, now=now, probe=probes or None)
+                records[i] = rec
+            live, done = settle(records, self.history.get(node, []), limit=20)
+            self.active[node], self.history[node] = live, done
+            self.metrics.observe_finished(done)
+        self.max_concurrent = max(self.max_concurrent, sum(len(r) for r in self.active.values()))
+
+    def _conditions(self, now: float, node: str, conds: tuple[ConditionInput, ...]) -> None:
+        old = self.conditions.get(node, [])
+        self.events += [(now, e.reason) for e in condition_events(old, conds)]
+        self.conditions[node] = [c.__dict__ for c in conds]
+
+    def until(self, start: int, end: int) -> None:
+        for t in range(start, end):
+            self.tick(float(t))
+
+    def reasons(self) -> list[EventReason]:
+        return [r for _, r in self.events]
+
+    def condition(self, node: str, type_: str) -> Mapping[str, Any]:
+        return next(c for c in self.conditions[node] if c["type"] == type_)
+
+
+def test_hung_pod_is_isolated_probed_respawned_and_restored() -> None:
+    op = Operator(World.of(a=3))
+    op.until(0, 10)
+    op.world.nodes["a"]["a-1"].hung = True
+    old_uid = op.world.nodes["a"]["a-1"].uid
+    op.until(10, 60)
+    (rec,) = op.history["a"]
+    assert rec["outcome"] == "Restored"
+    assert rec["probe"]["a-1"]["ok"] is False
+    new = op.world.nodes["a"]["a-1"]
+    assert new.uid != old_uid and new.in_rotation
+    assert op.world.weights["a-1"] == 100
+    assert [r for r in op.reasons() if r != EventReason.METRICS_AVAILABLE] == [
+        EventReason.POD_ISOLATED,
+        EventReason.PROBE_FAILED,
+        EventReason.POD_RESPAWNED,
+        EventReason.POD_RESTORED,
+    ]
+    isolated_at = next(t for t, r in op.events if r is EventReason.POD_ISOLATED)
+    assert isolated_at <= 10 + S.consecutive_breaches  # three failed polls, then out
+    # nobody else was touched
+    assert {getattr(a, "pod", None) for _, a in op.actions} == {"a-1"}
+    assert (
+        'hexagon_operator_heals_total{outcome="Restored",reason="Restored"} 1'
+        in op.metrics.render()
+    )
+    assert op.metrics.isolation.n == 1 and op.metrics.respawn.n == 1
+
+
+def test_slow_pod_answering_its_probe_is_kept_out_then_restored_without_respawn() -> None:
+    op = Operator(World.of(a=3))
+    op.until(0, 5)
+    op.world.nodes["a"]["a-2"].slow = True
+    op.until(5, 12)
+    assert not op.world.nodes["a"]["a-2"].in_rotation
+    op.world.nodes["a"]["a-2"].slow = False  # the fault clears while the pod is out
+    op.until(12, 60)
+    (rec,) = op.history["a"]
+    assert rec["outcome"] == "Restored"
+    assert not any(isinstance(a, DeletePod) for _, a in op.actions)
+    assert EventReason.PROBE_ANSWERED in op.reasons()
+    assert op.world.nodes["a"]["a-2"].in_rotation
+
+
+def test_prometheus_down_means_no_heal_and_metrics_unavailable_then_heal_resumes() -> None:
+    op = Operator(World.of(a=3))
+    op.until(0, 5)
+    op.world.prometheus_up = False
+    op.world.nodes["a"]["a-0"].hung = True
+    op.until(5, 30)
+    assert op.actions == []
+    cond = op.condition("a", "MetricsAvailable")
+    assert (cond["status"], cond["reason"]) == ("False", "PrometheusUnreachable")
+    assert op.reasons().count(EventReason.METRICS_UNAVAILABLE) == 1  # once, not every poll
+    assert op.metrics.poll_errors["prometheus-unreachable"] == 25
+    op.world.prometheus_up = True
+    op.until(30, 40)
+    assert any(isinstance(a, SetInRotation) and a.pod == "a-0" for _, a in op.actions)
+
+
+def test_paused_does_nothing_but_says_so() -> None:
+    op = Operator(World.of(a=3), settings=HealSettings(**{**S.__dict__, "paused": True}))
+    op.world.nodes["a"]["a-0"].hung = True
+    op.until(0, 30)
+    assert op.actions == []
+    assert op.condition("a", "Healing")["reason"] == "HealPaused"
+    assert EventReason.HEAL_BLOCKED in op.reasons()
+
+
+def test_every_pod_faulty_storm_limits_hold() -> None:
+    op = Operator(World.of(a=3, b=3, c=2))
+    op.until(0, 5)
+    for members in op.world.nodes.values():
+        for pod in members.values():
+            pod.slow = True  # a shared upstream got slow: every gateway breaches
+    op.until(5, 40)
+    assert op.max_concurrent == 1
+    assert op.history.get("a") or op.active.get("a")  # one diagnostic heal did run
+    assert EventReason.CORRELATED_FAILURE in op.reasons()
+    blocked = [op.condition(n, "Healing")["reason"] for n in ("b", "c")]
+    assert "CorrelatedFailure" in blocked
