@@ -24,17 +24,21 @@ class RouteMiddleware(Protocol):
 MIDDLEWARE_SCHEMAS: Mapping[str, Mapping[str, Any]]
 build_chain: Callable[..., list[Any]]
 snapshot: Callable[[Sequence[Any]], dict[str, float]]
+_apply: Callable[[web.Request, web.StreamResponse], Awaitable[None]] | None
 
 try:
     from hexagon_gateway.middlewares import (  # type: ignore[attr-defined,unused-ignore]
         MIDDLEWARE_SCHEMAS,
+        apply_response_headers,
         build_chain,
         snapshot,
     )
 
+    _apply = apply_response_headers
     AVAILABLE = True
 except ImportError:  # the middlewares package is not there: no middleware type validates
     AVAILABLE = False
+    _apply = None
     MIDDLEWARE_SCHEMAS = {}
 
     def build_chain(  # type: ignore[misc,unused-ignore]
@@ -52,6 +56,16 @@ except ImportError:  # the middlewares package is not there: no middleware type 
 
     def snapshot(chain: Sequence[Any]) -> dict[str, float]:  # type: ignore[misc,unused-ignore]
         return {}
+
+
+async def before_prepare(request: web.Request, response: web.StreamResponse) -> None:
+    """Response headers middlewares queued (request ids...), for responses the proxy streams.
+
+    The data port has no web.Application, so aiohttp's on_response_prepare signal never fires;
+    the proxy calls this right before `prepare()` instead.
+    """
+    if _apply is not None:
+        await _apply(request, response)
 
 
 def compose(chain: Sequence[RouteMiddleware], terminal: Handler) -> Handler:

@@ -52,6 +52,17 @@ class TrustedPeers:
         return hit
 
 
+def client_ip(peer: str, forwarded_for: str | None, trusted: TrustedPeers) -> str:
+    """The client address: walk X-Forwarded-For right to left past our trusted proxies."""
+    if not forwarded_for or peer not in trusted:
+        return peer
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if hop not in trusted:
+            return hop
+    return hops[0] if hops else peer
+
+
 def _connection_tokens(raw: Iterable[tuple[bytes, bytes]]) -> set[str]:
     tokens: set[str] = set()
     for name, value in raw:

@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from hexagon_gateway.chains import before_prepare
 from hexagon_gateway.forward import Failure, forward
 from hexagon_gateway.headers import TrustedPeers, request_head, response_headers
 from hexagon_gateway.runtime import Gateway, RouteRuntime
@@ -139,6 +140,7 @@ class Proxy:
         if rhead.length is not None:
             resp.content_length = rhead.length
         try:
+            await before_prepare(request, resp)
             await resp.prepare(request)
             if body is None:
                 while True:

@@ -21,6 +21,7 @@ from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
+from hexagon_gateway.headers import client_ip
 from hexagon_gateway.proxy import (
     PATH_KEY,
     PREFIX_KEY,
@@ -34,6 +35,7 @@ from hexagon_gateway.routing import normalize_path
 from hexagon_gateway.runtime import Gateway, RouteRuntime
 
 log = logging.getLogger("hexagon_gateway.server")
+CLIENT_IP_KEY = "hexagon.client_ip"  # read by the middlewares (rate limit keys, logs)
 
 
 class _DataProtocol(RequestHandler):  # type: ignore[type-arg,unused-ignore]
@@ -133,6 +135,12 @@ class DataHandler:
         if match is None:
             return json_error(404, "no_route", f"no route matches {request.method} {path}")
         route = match.target
+        if route.chain:
+            peer = request.remote or ""
+            trusted = self.proxy.trusted()
+            request[CLIENT_IP_KEY] = client_ip(
+                peer, request.headers.get("X-Forwarded-For"), trusted
+            )
         request[ROUTE_KEY] = route
         request[PATH_KEY] = path
         request[QUERY_KEY] = query
