@@ -287,9 +287,11 @@ async def _announce_transitions(
 ) -> None:
     """One Event per condition that flipped into a state a person should hear about."""
     before = {c["type"]: c["status"] for c in old.get("conditions") or []}
+    told: set[tuple[str, str]] = set()
     for c in new.get("conditions") or []:
-        if before.get(c["type"]) == c["status"]:
+        if before.get(c["type"]) == c["status"] or (c["reason"], c["message"]) in told:
             continue
+        told.add((c["reason"], c["message"]))
         bad = c["type"] in (api.Cond.DEGRADED, api.Cond.SPOKE_CONFLICT) and c["status"] == "True"
         became_ready = c["type"] == api.Cond.READY and c["status"] == "True"
         if bad or became_ready:
