@@ -13,6 +13,12 @@ Labels (produced by :func:`relabel_configs` from Kubernetes pod service discover
   ``app.kubernetes.io/instance`` when the former is absent;
 * ``hexagon_topology`` - pod label ``hexagon.dev/topology`` (optional filter).
 
+Two ways to discover the gateways, same labels: :func:`scrape_config` (Kubernetes pod
+discovery plus :func:`relabel_configs`) for an upstream Prometheus, and
+:func:`http_sd_scrape_config` (the operator serves :func:`http_sd_targets`) for Debian's
+Prometheus build, which lacks Kubernetes discovery (``promtool check config`` rejects
+``kubernetes_sd_configs`` on it).
+
 The scrape uses ``role: pod``, not ``role: endpoints``, on purpose: a healed pod leaves every
 Service's endpoints (its ``hexagon.dev/in-rotation`` readiness gate goes False), and the
 operator must keep seeing its metrics to decide when it may come back.
@@ -25,6 +31,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import yaml
 
 from hexagon_operator.health.samples import PodKey, Signal
 
@@ -211,3 +219,93 @@ def scrape_config(
 def default_rate_window(scrape_interval_seconds: int) -> int:
     """Four scrapes: ``rate`` survives one missed scrape and still has two points."""
     return max(4, 4 * scrape_interval_seconds)
+
+
+@dataclass(frozen=True)
+class ScrapeTarget:
+    """One gateway pod's admin endpoint and the labels its series must carry."""
+
+    namespace: str
+    pod: str
+    node: str
+    ip: str
+    topology: str = ""
+    port: int = DEFAULT_ADMIN_PORT
+
+
+def targets_from_pods(
+    pods: Iterable[Mapping[str, Any]], *, port: int = DEFAULT_ADMIN_PORT
+) -> list[ScrapeTarget]:
+    """Gateway pods (Kubernetes pod objects as dicts) -> scrape targets; pods without an IP
+    yet, or not gateways, are skipped. Same selection and labels as :func:`relabel_configs`."""
+    out = []
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        ip = (pod.get("status") or {}).get("podIP") or ""
+        node = labels.get(NODE_LABEL_KEYS[0]) or (
+            labels.get(NODE_LABEL_KEYS[1]) if labels.get(APP_NAME_LABEL_KEY) == APP_NAME else None
+        )
+        if not node or not ip:
+            continue
+        out.append(
+            ScrapeTarget(
+                namespace=meta.get("namespace", ""),
+                pod=meta.get("name", ""),
+                node=node,
+                ip=ip,
+                topology=labels.get(TOPOLOGY_LABEL_KEY, ""),
+                port=port,
+            )
+        )
+    return sorted(out, key=lambda t: (t.namespace, t.node, t.pod))
+
+
+def http_sd_targets(targets: Iterable[ScrapeTarget]) -> list[dict[str, Any]]:
+    """The body of an HTTP service-discovery endpoint (Prometheus ``http_sd_configs``).
+
+    Needed because Debian's Prometheus build (the one this project packages) ships without
+    Kubernetes service discovery: the operator, which watches the gateway pods anyway,
+    serves this list and Prometheus polls it. Labels are final, so no relabelling is needed.
+    """
+    out = []
+    for t in targets:
+        labels = {"namespace": t.namespace, "pod": t.pod, "hexagon_node": t.node}
+        if t.topology:
+            labels["hexagon_topology"] = t.topology
+        out.append({"targets": [f"{t.ip}:{t.port}"], "labels": labels})
+    return out
+
+
+def http_sd_scrape_config(
+    *,
+    url: str,
+    job_name: str = DEFAULT_JOB,
+    scrape_interval_seconds: int = 15,
+    refresh_seconds: int = 5,
+) -> dict[str, Any]:
+    """A ``scrape_configs`` entry that discovers gateways from :func:`http_sd_targets`.
+
+    A short refresh matters: after a respawn the new pod (new IP) is scraped only once
+    Prometheus has re-read the list, and the heal waits for its metrics to restore it.
+    """
+    interval = max(1, scrape_interval_seconds)
+    return {
+        "job_name": job_name,
+        "scrape_interval": f"{interval}s",
+        "scrape_timeout": f"{max(500, interval * 800)}ms",
+        "metrics_path": "/metrics",
+        "http_sd_configs": [{"url": url, "refresh_interval": f"{max(1, refresh_seconds)}s"}],
+    }
+
+
+def scrape_config_yaml(**options: Any) -> str:
+    """The scrape config as YAML, for the chart's bundled Prometheus or a user's own.
+
+    ``python -m hexagon_operator.health.queries`` prints it with the defaults.
+    """
+    return str(yaml.safe_dump({"scrape_configs": [scrape_config(**options)]}, sort_keys=False))
+
+
+if __name__ == "__main__":
+    print(scrape_config_yaml(), end="")

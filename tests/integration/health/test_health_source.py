@@ -10,22 +10,34 @@ themselves are exercised by the real server. Nothing here is mocked.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hexagon_operator.health.monitor import Monitor
-from hexagon_operator.health.queries import QueryScope, relabel_configs
+from hexagon_operator.health.queries import (
+    QueryScope,
+    ScrapeTarget,
+    http_sd_scrape_config,
+    http_sd_targets,
+    relabel_configs,
+    scrape_config,
+)
 from hexagon_operator.health.samples import Observation, PipelineStatus, PodKey, Signal, record
 from hexagon_operator.health.settings import HealSettings
 from hexagon_operator.health.source import PrometheusSource
 from hexagon_operator.health.verdicts import Code, Kind, Verdict, assess
 
+from testenv.paths import binary
 from testenv.prometheus import Prometheus, free_port
 
 pytestmark = pytest.mark.prometheus
@@ -367,3 +379,94 @@ async def test_nobody_listening_is_unreachable() -> None:
         source.close()
     assert o.status is PipelineStatus.UNREACHABLE
     assert o.pods == {}
+
+
+class DiscoveryServer:
+    """A real HTTP service-discovery endpoint serving ``http_sd_targets`` as the operator would."""
+
+    def __init__(self, targets: list[ScrapeTarget]) -> None:
+        self.targets = targets
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = json.dumps(http_sd_targets(server.targets)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.port = free_port()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.port}/targets"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+async def test_http_service_discovery_gives_the_same_labels(
+    prometheus: Callable[[Mapping[str, Any]], Prometheus],
+    targets: Callable[[], GatewayTarget],
+) -> None:
+    a0, b0 = targets(), targets()
+    sd = DiscoveryServer(
+        [
+            ScrapeTarget("hx", "alpha-0", "alpha", "127.0.0.1", "blue", a0.port),
+            ScrapeTarget("hx", "beta-0", "beta", "127.0.0.1", "blue", b0.port),
+        ]
+    )
+    try:
+        config = {
+            "global": {"scrape_interval": "1s"},
+            "scrape_configs": [
+                http_sd_scrape_config(url=sd.url, scrape_interval_seconds=1, refresh_seconds=1)
+            ],
+        }
+        prom = prometheus(config)
+        prom.wait_for_target(JOB, count=2)
+        source = PrometheusSource(prom.url, rate_window_seconds=RATE_WINDOW)
+        try:
+            o = await poll_until(
+                source, lambda o: o.status is PipelineStatus.OK and (o.pods.get(A0) is not None)
+            )
+            assert set(o.pods) == {A0, B0}
+            # a respawned pod is a new target: the list changes, Prometheus follows it
+            sd.targets = [sd.targets[0]]
+            o = await poll_until(source, lambda o: set(o.pods) == {A0}, within=30)
+        finally:
+            source.close()
+    finally:
+        sd.close()
+
+
+@pytest.mark.parametrize(
+    ("config", "valid"),
+    [
+        pytest.param(
+            {"scrape_configs": [http_sd_scrape_config(url="http://operator:8080/targets")]},
+            True,
+            id="http-sd",
+        ),
+        # Debian's build has no Kubernetes discovery; an upstream build accepts this one.
+        pytest.param({"scrape_configs": [scrape_config()]}, False, id="kubernetes-sd-on-debian"),
+    ],
+)
+def test_promtool_checks_the_scrape_configs(
+    config: dict[str, Any], valid: bool, tmp_path: Path
+) -> None:
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [binary("promtool"), "check", "config", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (result.returncode == 0) is valid, result.stdout + result.stderr

@@ -12,9 +12,12 @@ from hexagon_operator.health.queries import (
     QueryScope,
     build_queries,
     default_rate_window,
+    http_sd_scrape_config,
+    http_sd_targets,
     parse_vector,
     relabel_configs,
     scrape_config,
+    targets_from_pods,
 )
 from hexagon_operator.health.records import failures_in_a_row, iso, settle
 from hexagon_operator.health.samples import (
@@ -237,3 +240,68 @@ def test_failures_in_a_row_stop_at_success() -> None:
 
     assert failures_in_a_row([r("Failed"), r("Restored"), r("Failed"), r("Failed")], "p") == 2
     assert failures_in_a_row([r("Failed")], "other") == 0
+
+
+def pod(name: str, ip: str | None, **labels: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "ns", "labels": labels},
+        "status": {"podIP": ip},
+    }
+
+
+GW = {api.LABEL_NAME: api.APP_NAME, api.LABEL_INSTANCE: "alpha", api.LABEL_TOPOLOGY: "blue"}
+
+
+@pytest.mark.parametrize(
+    ("pods", "expected"),
+    [
+        pytest.param(
+            [pod("alpha-0", "10.0.0.1", **GW)],
+            [("alpha-0", "alpha", "10.0.0.1:9901")],
+            id="gateway",
+        ),
+        pytest.param([pod("alpha-0", None, **GW)], [], id="no-ip-yet"),
+        pytest.param(
+            [pod("x-0", "10.0.0.2", **{api.LABEL_INSTANCE: "x"})],
+            [],
+            id="instance-alone-is-not-a-gateway",
+        ),
+        pytest.param(
+            [pod("y-0", "10.0.0.3", **{"hexagon.dev/node": "y"})],
+            [("y-0", "y", "10.0.0.3:9901")],
+            id="node-label",
+        ),
+        pytest.param(
+            [pod("z-0", "10.0.0.4", **GW, **{"hexagon.dev/node": "zeta"})],
+            [("z-0", "zeta", "10.0.0.4:9901")],
+            id="node-label-wins",
+        ),
+    ],
+)
+def test_http_sd_targets_from_pods(
+    pods: list[dict[str, Any]], expected: list[tuple[str, str, str]]
+) -> None:
+    body = http_sd_targets(targets_from_pods(pods))
+    assert [
+        (b["labels"]["pod"], b["labels"]["hexagon_node"], b["targets"][0]) for b in body
+    ] == expected
+    for entry in body:
+        assert entry["labels"]["namespace"] == "ns"
+
+
+def test_http_sd_scrape_config() -> None:
+    cfg = http_sd_scrape_config(url="http://op:8080/targets", scrape_interval_seconds=1)
+    assert cfg["http_sd_configs"] == [{"url": "http://op:8080/targets", "refresh_interval": "5s"}]
+    assert cfg["job_name"] == "hexagon-gateways"
+    assert "relabel_configs" not in cfg  # labels come final from the operator
+
+
+def test_health_names_match_the_api_constants() -> None:
+    from hexagon_operator.health import conditions
+    from hexagon_operator.health.actions import EventReason
+
+    assert conditions.METRICS_AVAILABLE == api.Cond.METRICS_AVAILABLE
+    assert conditions.HEALING == api.Cond.HEALING
+    assert conditions.DEGRADED == api.Cond.DEGRADED
+    for name in ("POD_ISOLATED", "PROBE_FAILED", "POD_RESPAWNED", "POD_RESTORED"):
+        assert getattr(EventReason, name) == getattr(api.Reason, name)
