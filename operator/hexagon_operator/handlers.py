@@ -31,7 +31,7 @@ def _runtime(memo: Any) -> reconcile.Runtime:
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: Any, logger: Any, **_: Any) -> None:
     """Own kopf's names and harden its watches, then build the shared runtime."""
     ours: Settings = memo.settings
     settings.persistence.finalizer = api.FINALIZER
@@ -52,6 +52,13 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     settings.peering.mandatory = not ours.standalone
     settings.peering.name = ours.peering_name
     settings.peering.clusterwide = not ours.namespaces
+    if not ours.standalone:
+        kind = "KopfPeering in each watched namespace" if ours.namespaces else "ClusterKopfPeering"
+        logger.info(
+            f"peering {ours.peering_name!r} is mandatory: handlers stay paused until a {kind} "
+            f"named {ours.peering_name!r} exists (crds/kopfpeerings.kopf.dev.yaml); "
+            "use --standalone to run without peering"
+        )
     # Our own Events carry specific reasons; kopf's per-handler log Events would only add noise.
     settings.posting.level = logging.WARNING
     kube = Kube.from_environment()
