@@ -2,14 +2,62 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from . import images, procs
 from .controlplane import ControlPlane
 from .node import Node
+from .paths import STATE
+
+SESSION_SLOTS = range(10, 50)
+
+
+@contextlib.contextmanager
+def _flock(path: Path, *, blocking: bool) -> Iterator[bool]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        f.write(str(os.getpid()))
+        f.flush()
+        yield True
+
+
+@contextlib.contextmanager
+def claim_session_name() -> Iterator[str]:
+    """A cluster name (and so addresses and ports) no other live session holds."""
+    for slot in SESSION_SLOTS:
+        with _flock(STATE / "locks" / f"slot-{slot}.lock", blocking=False) as held:
+            if held:
+                name = f"session{slot}"
+                # a previous holder that died may have left processes: clean them first
+                stale = Cluster(name, with_node=False)
+                if stale.cp.state.exists():
+                    if (stale.cp.state / "node").exists():
+                        with node_lock():
+                            stale.down()
+                    else:
+                        stale.down()
+                yield name
+                return
+    raise RuntimeError(f"all {len(SESSION_SLOTS)} test cluster slots are in use")
+
+
+@contextlib.contextmanager
+def node_lock() -> Iterator[None]:
+    """The node level owns machine-wide things (kube-proxy chains, pod bridge): one at a time."""
+    with _flock(STATE / "locks" / "node.lock", blocking=True):
+        yield
 
 
 class Cluster:
@@ -35,7 +83,8 @@ class Cluster:
 
     def down(self) -> None:
         node = self.node or Node(self.cp)
-        node.down()
+        if node.state.exists():
+            node.down()
         self.cp.down()
 
     def kubectl(self, *args: str, check: bool = True, timeout: float = 120) -> str:

@@ -1,8 +1,9 @@
 """A real Kubernetes control plane: etcd, kube-apiserver, controller-manager and scheduler.
 
-The apiserver listens on an address of a dummy interface this harness creates (the apiserver
-refuses a loopback advertise address, and pods reach it there through the `kubernetes`
-Service); everything else listens on loopback. Nothing binds the machine's external interface.
+The apiserver listens on an address of a host-only interface this harness creates (a
+port-less bridge; the apiserver refuses a loopback advertise address, and pods reach it there
+through the `kubernetes` Service); everything else listens on loopback. Nothing binds the
+machine's external interface.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ _KNOWN = {"dev": 1, "ci": 2, "pytest": 3}
 def cluster_index(name: str) -> int:
     if name in _KNOWN:
         return _KNOWN[name]
-    return 10 + sum(name.encode()) % 40
+    if name.startswith("session") and name[7:].isdigit():
+        return int(name[7:])
+    return 50 + sum(name.encode()) % 40
 
 
 @dataclass
@@ -47,12 +50,12 @@ class ControlPlane:
     # -- addresses -------------------------------------------------------------------------
     @property
     def host_ip(self) -> str:
-        """The apiserver's (and the node's) address on the harness's dummy interface."""
+        """The address of the apiserver and the node, on the harness's host-only interface."""
         return f"10.213.0.{self.index}"
 
     @property
     def interface(self) -> str:
-        return f"hxdummy{self.index}"
+        return f"hxhost{self.index}"
 
     def port(self, offset: int) -> int:
         return 20000 + self.index * 100 + offset
@@ -122,7 +125,8 @@ class ControlPlane:
     def _interface(self) -> None:
         links = procs.run(["ip", "-o", "link", "show"])
         if f" {self.interface}:" not in links:
-            procs.run(["ip", "link", "add", self.interface, "type", "dummy"])
+            # a port-less bridge: this kernel has no dummy driver, and a bridge is always built in
+            procs.run(["ip", "link", "add", self.interface, "type", "bridge"])
         addrs = procs.run(["ip", "-o", "addr", "show", "dev", self.interface])
         if self.host_ip not in addrs:
             procs.run(["ip", "addr", "add", f"{self.host_ip}/32", "dev", self.interface])

@@ -10,6 +10,7 @@ HEXAGON_KEEP_CLUSTER=1 (handy while iterating: the next session reuses it).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -17,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from .cluster import Cluster
+from .cluster import Cluster, claim_session_name, node_lock
 from .prometheus import Prometheus
 
-SESSION_CLUSTER = os.environ.get("HEXAGON_TEST_CLUSTER", "pytest")
+SESSION_CLUSTER = os.environ.get("HEXAGON_TEST_CLUSTER", "")
 
 
 class KubeHandle:
@@ -57,22 +58,32 @@ class KubeHandle:
 
 
 class _Session:
+    name = ""
     cluster: Cluster | None = None
     node_up = False
+    stack: contextlib.ExitStack
 
 
 @pytest.fixture(scope="session")
 def _session_cluster() -> Iterator[_Session]:
     session = _Session()
-    yield session
-    if session.cluster is not None and os.environ.get("HEXAGON_KEEP_CLUSTER") != "1":
-        session.cluster.down()
+    with contextlib.ExitStack() as stack:
+        # Each pytest session gets its own control plane (own addresses and ports), so
+        # sessions can run side by side; only the node level is one per machine (a lock).
+        if SESSION_CLUSTER:
+            session.name = SESSION_CLUSTER
+        else:
+            session.name = stack.enter_context(claim_session_name())
+        session.stack = stack
+        yield session
+        if session.cluster is not None and os.environ.get("HEXAGON_KEEP_CLUSTER") != "1":
+            session.cluster.down()
 
 
 @pytest.fixture
 def kube_api(_session_cluster: _Session) -> Iterator[KubeHandle]:
     if _session_cluster.cluster is None:
-        _session_cluster.cluster = Cluster(SESSION_CLUSTER, with_node=False).up()
+        _session_cluster.cluster = Cluster(_session_cluster.name, with_node=False).up()
     handle = KubeHandle(_session_cluster.cluster)
     yield handle
     handle.cleanup()
@@ -81,7 +92,8 @@ def kube_api(_session_cluster: _Session) -> Iterator[KubeHandle]:
 @pytest.fixture
 def kube_node(_session_cluster: _Session) -> Iterator[KubeHandle]:
     if not _session_cluster.node_up:
-        _session_cluster.cluster = Cluster(SESSION_CLUSTER, with_node=True).up()
+        _session_cluster.stack.enter_context(node_lock())
+        _session_cluster.cluster = Cluster(_session_cluster.name, with_node=True).up()
         _session_cluster.node_up = True
     assert _session_cluster.cluster is not None
     handle = KubeHandle(_session_cluster.cluster)

@@ -368,11 +368,14 @@ state = "{self.state / "containerd-state"}"
             timeout=60,
         )
         deadline = time.monotonic() + 45
-        while time.monotonic() < deadline:
-            out = self.ctr("tasks", "list", "-q") if self.socket.exists() else ""
-            if not out.strip():
-                return
-            time.sleep(1)
+        while time.monotonic() < deadline and self._running_tasks():
+            time.sleep(0.5)
+
+    def _running_tasks(self) -> list[str]:
+        if not self.socket.exists():
+            return []
+        lines = self.ctr("tasks", "list").splitlines()[1:]
+        return [line.split()[0] for line in lines if line.split()[-1:] == ["RUNNING"]]
 
     def _remove_leftover_containers(self) -> None:
         if not self.socket.exists() or "containerd" not in procs.running(self.cp.state):
