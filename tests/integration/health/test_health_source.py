@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
+from hexagon_gateway.metrics import Metrics, node_labels
 from hexagon_operator.health.monitor import Monitor
 from hexagon_operator.health.queries import (
     QueryScope,
@@ -470,3 +471,69 @@ def test_promtool_checks_the_scrape_configs(
         check=False,
     )
     assert (result.returncode == 0) is valid, result.stdout + result.stderr
+
+
+class RealMetricsTarget(GatewayTarget):
+    """Same target, but the text comes from the gateway's own ``Metrics`` class: the
+    contract test that the operator's queries read what the gateway really exports."""
+
+    def __init__(self, node: str) -> None:
+        self.metrics = Metrics(
+            const_labels=node_labels(name=node, topology="blue", spoke="north", ring=1)
+        )
+        self._carry = 0.0
+        super().__init__()
+
+    def render(self) -> str:
+        with self._lock:
+            now = time.monotonic()
+            self._carry += self.behaviour.rps * (now - self._last)
+            self._last = now
+            while self._carry >= 1.0:
+                self._carry -= 1.0
+                failed = (self.metrics.requests.get(("503", "/api", "up"), 0) + 1) <= (
+                    sum(self.metrics.requests.values()) + 1
+                ) * self.behaviour.error_share
+                self.metrics.observe(
+                    route="/api",
+                    upstream="up",
+                    code=503 if failed else 200,
+                    seconds=self.behaviour.latency_s,
+                )
+            return self.metrics.render()
+
+
+async def test_queries_read_the_real_gateway_exposition(
+    prometheus: Callable[[Mapping[str, Any]], Prometheus],
+) -> None:
+    fast, slow = RealMetricsTarget("alpha"), RealMetricsTarget("alpha")
+    try:
+        fast.set(rps=20, latency_s=0.03)
+        slow.set(rps=20, latency_s=0.9, error_share=0.5)
+        static = [
+            k8s_target(fast, pod="alpha-0", instance="alpha"),
+            k8s_target(slow, pod="alpha-1", instance="alpha"),
+        ]
+        prom = prometheus(prom_config(static))
+        prom.wait_for_target(JOB, count=2)
+        source = PrometheusSource(prom.url, rate_window_seconds=RATE_WINDOW)
+        try:
+            o = await poll_until(
+                source,
+                lambda o: (
+                    o.status is PipelineStatus.OK
+                    and {A0, A1} <= set(o.pods)
+                    and all((o.pods[k].request_rate or 0) > 16 for k in (A0, A1))
+                ),
+            )
+        finally:
+            source.close()
+    finally:
+        fast.close()
+        slow.close()
+    assert set(o.pods) == {A0, A1}  # the gateway's own hexagon_node label does not split series
+    a0, a1 = o.pods[A0], o.pods[A1]
+    assert a0.p99_seconds is not None and 0.025 < a0.p99_seconds <= 0.04
+    assert a1.p99_seconds is not None and 0.8 < a1.p99_seconds <= 1.0  # the 0.8-1.0 bucket
+    assert a0.error_ratio == 0.0
+    assert a1.error_ratio is not None and 0.4 < a1.error_ratio < 0.6
