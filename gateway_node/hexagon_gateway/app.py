@@ -98,12 +98,21 @@ class GatewayProcess:
             await self._data_runner.setup()
             await web.SockSite(self._data_runner, sock).start()
         self.data_port = int(sock.getsockname()[1])
-        self._admin_runner = web.AppRunner(create_app(gateway), access_log=None)
-        await self._admin_runner.setup()
         admin_listen = Listen(admin.host, admin.port + self.admin_port_offset if admin.port else 0)
-        admin_site = web.SockSite(self._admin_runner, _listen(admin_listen, reuse_port=False))
-        await admin_site.start()
-        self.admin_port = _port(self._admin_runner)
+        try:
+            admin_sock = _listen(admin_listen, reuse_port=False)
+        except OSError as exc:
+            if self.admin_port_offset == 0:
+                raise
+            # Extra workers' admin ports are a convenience; worker 0 holds the real one.
+            log.warning(
+                "admin port unavailable", extra={"port": admin_listen.port, "error": str(exc)}
+            )
+        else:
+            self._admin_runner = web.AppRunner(create_app(gateway), access_log=None)
+            await self._admin_runner.setup()
+            await web.SockSite(self._admin_runner, admin_sock).start()
+            self.admin_port = int(admin_sock.getsockname()[1])
         if self.config_path is not None:
             self._watcher = ConfigWatcher(gateway, self.config_path)
             self._watcher.start()
@@ -159,13 +168,6 @@ def _listen(listen: Listen, *, reuse_port: bool) -> socket.socket:
     sock.listen(2048)
     sock.setblocking(False)
     return sock
-
-
-def _port(runner: web.BaseRunner) -> int:  # type: ignore[type-arg,unused-ignore]
-    for addr in runner.addresses:
-        if isinstance(addr, tuple):
-            return int(addr[1])
-    return 0
 
 
 async def run_until_signalled(process: GatewayProcess, stop: asyncio.Event) -> None:
