@@ -5,6 +5,9 @@ running heals, ``status.healHistory`` the last ``history_limit`` finished ones),
 state machine must resume from exactly what the apiserver returns after a restart. Keeping
 it a plain dict with camelCase keys means no translation layer can lose a field.
 
+In status: ``status.heal = {"active": [record, ...]}`` (several pods of a node may heal at
+once within the budget) and ``status.healHistory = [record, ...]``.
+
 Record shape::
 
     id, namespace, node, scope ("Pod" | "Node"), statefulSet, replicas,
@@ -115,6 +118,28 @@ def new_record(
         "outcome": None,
         "outcomeReason": None,
         "message": "",
+    }
+
+
+def read_active(status: Mapping[str, Any] | None) -> list[Record]:
+    """The running heals from a HexagonNode status (``status.heal.active``)."""
+    heal = (status or {}).get("heal") or {}
+    active = heal.get("active") if isinstance(heal, Mapping) else None
+    return [copy.deepcopy(dict(r)) for r in active or []]
+
+
+def read_history(status: Mapping[str, Any] | None) -> list[Record]:
+    return [copy.deepcopy(dict(r)) for r in (status or {}).get("healHistory") or []]
+
+
+def heal_status(
+    active: Sequence[Mapping[str, Any]], history: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The status fragment to write: ``heal`` is an object (the CRD's schema) holding the
+    running heals, ``healHistory`` the finished ones, newest last."""
+    return {
+        "heal": {"active": [dict(r) for r in active]},
+        "healHistory": [dict(h) for h in history],
     }
 
 

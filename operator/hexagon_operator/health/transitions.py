@@ -70,7 +70,7 @@ def next_step(rec: Record, facts: Facts, settings: HealSettings, events: list[Em
         goto(rec, Step.ISOLATED, now, state=StepState.WAITING)
         return True
     if step is Step.ISOLATED:
-        if now - entered < settings.drain_seconds:
+        if now - entered < _drain_seconds(rec, settings):
             return False
         if rec["skipProbe"]:
             start_respawn(rec, now)
@@ -143,6 +143,12 @@ def next_step(rec: Record, facts: Facts, settings: HealSettings, events: list[Em
         rec["stepState"] = str(StepState.DONE)
         return False
     return False
+
+
+def _drain_seconds(rec: Record, settings: HealSettings) -> float:
+    """A pod that cannot even answer its scrape has nothing in flight worth waiting for."""
+    codes = {t.get("code") for t in rec["trigger"]}
+    return 0.0 if codes == {"ScrapeFailing"} and rec["attempt"] == 1 else settings.drain_seconds
 
 
 def _ramp(

@@ -38,9 +38,12 @@ from hexagon_operator.health.records import (
     Scope,
     Step,
     StepState,
+    heal_status,
     is_terminal,
     new_record,
     parse_time,
+    read_active,
+    read_history,
 )
 from hexagon_operator.health.settings import HealSettings
 from hexagon_operator.health.verdicts import Code, Finding, Kind, Verdict
@@ -456,3 +459,33 @@ def test_timestamps_round_trip() -> None:
     rec = pod_heal(now=1234.5)
     assert parse_time(rec["startedAt"]) == 1234.5
     assert rec["id"] == "alpha-1970-01-01T00:20:34.500000Z"
+
+
+@pytest.mark.parametrize(
+    ("code", "probe_at"),
+    [
+        pytest.param("P99AboveThreshold", 5, id="slow-pod-drains-in-flight-requests"),
+        pytest.param("ScrapeFailing", 1, id="hung-pod-has-nothing-to-drain"),
+    ],
+)
+def test_drain_wait_depends_on_the_trigger(code: str, probe_at: float) -> None:
+    rec = pod_heal()
+    rec["trigger"] = [{**TRIGGER.as_dict(), "code": code}]
+    current = execute(rec, ticks((0, OLD_ONLY, BREACHING))).record
+    for t in range(1, 7):
+        step = advance(current, Tick(t, OLD_ONLY).facts(), S)
+        current = step.record
+        if step.actions:
+            assert isinstance(step.actions[0], ProbePod)
+            assert t == probe_at
+            return
+    pytest.fail("never probed")
+
+
+def test_status_fragment_round_trip() -> None:
+    active = [pod_heal()]
+    history = [execute(pod_heal(), RECOVERS).record]
+    status = json.loads(json.dumps(heal_status(active, history)))
+    assert read_active(status) == active
+    assert read_history(status) == history
+    assert read_active({}) == [] and read_history(None) == []
