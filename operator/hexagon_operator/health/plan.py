@@ -10,7 +10,9 @@ Executor protocol (the healer):
 1. ``t = advance(record, facts, settings)``; persist ``t.record`` (this records "step X
    started" when ``t.actions`` is non-empty), then emit ``t.events``;
 2. run ``t.actions`` (all idempotent, see ``actions``); then persist
-   ``mark_done(t.record, now=..., probe=...)`` - or ``mark_error(...)`` if an action failed.
+   ``mark_done(t.record, now=..., probe=...)`` - or ``mark_error(...)`` if an action failed;
+3. call ``advance`` again at once (same facts, fresh ``now``) until it returns no actions,
+   so a finished step's successor starts now rather than one poll interval later.
 
 Replaying ``advance`` on a record whose step is Done re-derives the same transition and no
 action of that step again. A step left Started by a crash is re-issued once

@@ -464,7 +464,7 @@ def test_timestamps_round_trip() -> None:
 @pytest.mark.parametrize(
     ("code", "probe_at"),
     [
-        pytest.param("P99AboveThreshold", 5, id="slow-pod-drains-in-flight-requests"),
+        pytest.param("P99AboveThreshold", 6, id="slow-pod-drains-in-flight-requests"),
         pytest.param("ScrapeFailing", 1, id="hung-pod-has-nothing-to-drain"),
     ],
 )
