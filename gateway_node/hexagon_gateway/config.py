@@ -18,8 +18,15 @@ from typing import Any
 import jsonschema
 import yaml
 
-from hexagon_gateway.chains import MIDDLEWARE_SCHEMAS
 from hexagon_gateway.schema import schema_document
+
+# Straight from the pure schemas module, not through chains/middlewares (which import aiohttp):
+# config stays importable by pure modules such as the balancer.
+MIDDLEWARE_SCHEMAS: Mapping[str, Mapping[str, Any]]
+try:
+    from hexagon_gateway.middlewares.schemas import MIDDLEWARE_SCHEMAS
+except ImportError:  # the middlewares package is not installed: no middleware type validates
+    MIDDLEWARE_SCHEMAS = {}
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 

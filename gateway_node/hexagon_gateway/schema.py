@@ -177,6 +177,6 @@ def render_schema(middleware_schemas: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 if __name__ == "__main__":  # regenerate the published file: python -m hexagon_gateway.schema
-    from hexagon_gateway.chains import MIDDLEWARE_SCHEMAS
+    from hexagon_gateway.config import MIDDLEWARE_SCHEMAS
 
     SCHEMA_PATH.write_text(render_schema(MIDDLEWARE_SCHEMAS), encoding="utf-8")
