@@ -131,7 +131,8 @@ class Kube:
         except ApiException as exc:
             raise _error(exc) from None
         if response.status >= 400:
-            raise _error(ApiException(status=response.status, reason=response.reason, body=data))
+            text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
+            raise _error(ApiException(status=response.status, reason=response.reason, body=text))
         parsed = json.loads(data) if data else {}
         return parsed if isinstance(parsed, dict) else {}
 
