@@ -123,6 +123,9 @@ async def reconcile(rt: Runtime, body: Mapping[str, Any]) -> None:
             token = await admin_token(rt, ref, spec)
             step = "ConfigMap"
             await rt.kube.apply(resources.build_configmap(ref, spec, doc=doc))
+            # Push before applying the rest: route changes reach running pods first.
+            step = "Pod list for the config push"
+            await push_config(rt, ref, token=token, document=dump_config(doc), revision=revision)
             children = [
                 resources.build_headless_service(ref, spec),
                 resources.build_client_service(ref, spec),
@@ -147,7 +150,6 @@ async def reconcile(rt: Runtime, body: Mapping[str, Any]) -> None:
             await refresh_status(rt, namespace=ref.namespace, name=ref.name)
             raise
         rt.apply_errors.pop(key, None)
-        await push_config(rt, ref, token=token, document=dump_config(doc), revision=revision)
     await refresh_status(rt, namespace=ref.namespace, name=ref.name, config_revision=revision)
 
 
