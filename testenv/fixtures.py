@@ -19,9 +19,13 @@ from typing import Any
 import pytest
 
 from .cluster import Cluster, claim_session_name, node_lock
+from .paths import BIN
 from .prometheus import Prometheus
 
 SESSION_CLUSTER = os.environ.get("HEXAGON_TEST_CLUSTER", "")
+# Tests and the programs they start find the project's pinned kubectl, helm and Kubernetes
+# binaries first, whatever else the machine has on its PATH.
+os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 class KubeHandle:
