@@ -16,8 +16,10 @@ Rules, in order:
 5. ``BackoffActive``: after N failed heals in a row, wait ``base * 2^(N-1)`` (capped).
 6. ``CorrelatedFailure``: when most pods of several nodes breach together the cause is
    usually shared; respawning gateways will not fix it. Then at most one heal runs in the
-   whole fleet at a time, for every node (a diagnostic one: its probe tells whether the
-   gateway itself is sick), and the condition says why the others wait.
+   whole fleet at a time, for every node, and of a single pod, never a whole node (a
+   diagnostic one: its probe tells whether the gateway itself is sick); pods under heal
+   still count as breaching, since isolated pods lose their evidence. The condition says
+   why the others wait.
 7. ``AnotherNodeHealing``: never more than one node of a topology healing at once.
 8. ``MaxUnavailable``: never more than ``maxUnavailablePercent`` of a node's pods out of
    rotation (not Ready, isolated, or being healed), rounded down but at least 1 when the
@@ -307,14 +309,18 @@ def evaluate(i: CheckInput, checks: Sequence[Check] = CHECKS) -> CheckResult:
 # ---------------------------------------------------------------- the decision
 
 
-def candidates(node: NodeView, assessment: Assessment) -> list[Candidate]:
-    """Breaching pods of a node; the whole node as one candidate when all its pods breach."""
+def candidates(
+    node: NodeView, assessment: Assessment, *, whole_node: bool = True
+) -> list[Candidate]:
+    """Breaching pods of a node; the whole node as one candidate when all its pods breach
+    (unless ``whole_node`` is False: during a correlated failure only single pods are
+    healed, so the one diagnostic heal never takes a whole node out)."""
     breaching: list[tuple[PodView, tuple[Finding, ...]]] = []
     for pod in node.pods:
         verdict = assessment.verdicts.get(pod.key)
         if verdict is not None and verdict.kind is Kind.BREACHING:
             breaching.append((pod, verdict.reasons))
-    if len(node.pods) >= 2 and len(breaching) == len(node.pods):
+    if whole_node and len(node.pods) >= 2 and len(breaching) == len(node.pods):
         findings = tuple(f for _, fs in breaching for f in fs)
         return [Candidate(node, Scope.NODE, node.pods, findings)]
     return [Candidate(node, Scope.POD, (pod,), fs) for pod, fs in breaching]
@@ -323,11 +329,20 @@ def candidates(node: NodeView, assessment: Assessment) -> list[Candidate]:
 def correlated_nodes(
     nodes: Sequence[NodeView], assessment: Assessment, *, min_nodes: int
 ) -> tuple[NodeKey, ...]:
-    """Nodes where most (more than half) pods breach, if there are at least ``min_nodes``."""
+    """Nodes where most (more than half) pods breach, if there are at least ``min_nodes``.
+
+    Pods already being healed count as breaching: once isolated they get no traffic and
+    their breach evidence fades, which must not make a fleet-wide failure look local.
+    """
     hit = []
     for node in nodes:
-        verdicts = [assessment.verdicts.get(p.key) for p in node.pods]
-        count = sum(1 for v in verdicts if v is not None and v.kind is Kind.BREACHING)
+        healing = {n for rec in node.active for n in pod_names(rec)}
+        count = sum(
+            1
+            for p in node.pods
+            if p.key.pod in healing
+            or ((v := assessment.verdicts.get(p.key)) is not None and v.kind is Kind.BREACHING)
+        )
         if node.pods and count * 2 > len(node.pods):
             hit.append(node.key)
     return tuple(sorted(hit)) if len(hit) >= min_nodes else ()
@@ -345,7 +360,7 @@ def decide(
     starts: list[Candidate] = []
     blocked: list[Blocked] = []
     for node in sorted(nodes, key=lambda n: n.key):
-        for cand in candidates(node, assessment):
+        for cand in candidates(node, assessment, whole_node=not correlated):
             result = evaluate(CheckInput(cand, nodes, assessment, now, tuple(starts), correlated))
             if result.blocked:
                 blocked.append(Blocked(cand, result))

@@ -30,6 +30,7 @@ from hexagon_operator.health.policy import NodeView, PodView, decide, start_reco
 from hexagon_operator.health.records import Record, settle
 from hexagon_operator.health.samples import Observation, PipelineStatus, PodKey, PodSignals
 from hexagon_operator.health.settings import HealSettings
+from hexagon_operator.health.verdicts import Assessment
 
 S = HealSettings(
     window_seconds=30,
@@ -171,20 +172,14 @@ class Operator:
         for key, conds in decision.conditions.items():
             self._conditions(now, key[1], conds)
         for node, records in self.active.items():
-            members = self.world.nodes[node]
-            facts = Facts(
-                now=now,
-                pods={
-                    n: PodFacts(n, p.uid, p.ip, containers_ready=now >= p.ready_at, epoch=p.epoch)
-                    for n, p in members.items()
-                },
-                verdicts={k.pod: v for k, v in assessment.verdicts.items() if k.node == node},
-            )
+            facts = self._facts(now, node, assessment)
             for i, rec in enumerate(records):
-                t = advance(rec, facts, self.settings)
-                rec = t.record
-                self.events += [(now, e.reason) for e in t.events]
-                if t.actions:
+                for _ in range(10):  # protocol step 3: go on while steps finish at once
+                    t = advance(rec, facts, self.settings)
+                    rec = t.record
+                    self.events += [(now, e.reason) for e in t.events]
+                    if not t.actions:
+                        break
                     probes = {}
                     for action in t.actions:
                         self.actions.append((now, action))
@@ -192,11 +187,22 @@ class Operator:
                         if result is not None and isinstance(action, ProbePod):
                             probes[action.pod] = result
                     rec = mark_done(rec, now=now, probe=probes or None)
+                    facts = self._facts(now, node, assessment)
                 records[i] = rec
             live, done = settle(records, self.history.get(node, []), limit=20)
             self.active[node], self.history[node] = live, done
             self.metrics.observe_finished(done)
         self.max_concurrent = max(self.max_concurrent, sum(len(r) for r in self.active.values()))
+
+    def _facts(self, now: float, node: str, assessment: Assessment) -> Facts:
+        return Facts(
+            now=now,
+            pods={
+                n: PodFacts(n, p.uid, p.ip, containers_ready=now >= p.ready_at, epoch=p.epoch)
+                for n, p in self.world.nodes[node].items()
+            },
+            verdicts={k.pod: v for k, v in assessment.verdicts.items() if k.node == node},
+        )
 
     def _conditions(self, now: float, node: str, conds: tuple[ConditionInput, ...]) -> None:
         old = self.conditions.get(node, [])

@@ -320,18 +320,27 @@ CASES = [
         },
         id="correlated-while-one-runs",
     ),
+    # pods being healed still count: isolated pods lose their breach evidence (no traffic)
+    pytest.param(
+        [node("a", 3, active=[running("a-0"), running("a-1")]), node("b", 3, topology="red")],
+        {"b-0": SLOW, "b-1": SLOW},
+        [],
+        {"b-0": "CorrelatedFailure", "b-1": "CorrelatedFailure"},
+        id="correlated-counts-pods-under-heal",
+    ),
     pytest.param(
         [node("a", 3, settings=PAUSED), node("b", 3, settings=PAUSED)],
         {"a-0": SLOW, "a-1": SLOW, "a-2": SLOW, "b-0": SLOW, "b-1": SLOW, "b-2": SLOW},
         [],
-        {"a-0,a-1,a-2": "HealPaused", "b-0,b-1,b-2": "HealPaused"},
+        {f"{n}-{i}": "HealPaused" for n in "ab" for i in range(3)},
         id="every-pod-faulty-paused",
     ),
     pytest.param(
         [node("a", 3), node("b", 3, topology="red")],
         {"a-0": SLOW, "a-1": SLOW, "a-2": SLOW, "b-0": SLOW, "b-1": SLOW, "b-2": SLOW},
-        [(Scope.NODE, ("a-0", "a-1", "a-2"))],
-        {"b-0,b-1,b-2": "CorrelatedFailure"},
+        # one diagnostic heal of one pod, never a whole node, while the failure is shared
+        [(Scope.POD, ("a-0",))],
+        {f"{n}-{i}": "CorrelatedFailure" for n in "ab" for i in range(3) if (n, i) != ("a", 0)},
         id="every-pod-faulty-storm-limited",
     ),
     # metrics
