@@ -39,6 +39,8 @@ MANAGED_BY: Final = "hexagon-operator"
 READINESS_GATE: Final = "hexagon.dev/in-rotation"
 # Pod-template annotation: hash of the config parts a running gateway cannot hot-reload.
 ANNOTATION_CONFIG_HASH: Final = "hexagon.dev/config-hash"
+# ConfigMap annotation: hash of the whole rendered document (what pods are pushed).
+ANNOTATION_CONFIG_REVISION: Final = "hexagon.dev/config-revision"
 # On the HexagonNode: the heal epoch the healer wants the pod template to carry.
 ANNOTATION_HEAL_EPOCH: Final = "hexagon.dev/heal-epoch"
 # kopf's own bookkeeping lives under our domain (see main.py).

@@ -128,6 +128,7 @@ async def statefulset_changed(
 @kopf.on.event("", "v1", "pods", labels=MANAGED)
 async def pod_changed(body: kopf.Body, type: str | None, memo: Any, logger: Any, **_: Any) -> None:
     if type == "DELETED":
+        reconcile.forget_pod(_runtime(memo), body)
         return
     try:
         if await reconcile.admit_pod(_runtime(memo), body):

@@ -323,14 +323,16 @@ async def admit_pod(rt: Runtime, pod: Mapping[str, Any]) -> bool:
     namespace, name = str(meta.get("namespace")), str(meta.get("name"))
     node_name = str((meta.get("labels") or {}).get(api.LABEL_INSTANCE, ""))
     admit = pods.wants_admission(pod)
+    # A process the operator already pushed to gets later revisions from reconcile's push;
+    # only new pods and restarted containers (a new push key) need a push from here.
+    fresh = pods.push_key(pod) not in rt.pushed
+    if not admit and not (fresh and pods.is_live(pod) and pods.containers_ready(pod)):
+        return False
     cm = await rt.kube.get(
         "v1", "ConfigMap", namespace=namespace, name=child_names(node_name)["configmap"]
     )
-    revision = str(
-        ((cm or {}).get("metadata") or {})
-        .get("annotations", {})
-        .get("hexagon.dev/config-revision", "")
-    )
+    annotations = ((cm or {}).get("metadata") or {}).get("annotations") or {}
+    revision = str(annotations.get(api.ANNOTATION_CONFIG_REVISION, ""))
     if cm is not None and pods.wants_push(pod, pushed=rt.pushed, revision=revision):
         topology = str((meta.get("labels") or {}).get(api.LABEL_TOPOLOGY, ""))
         token = rt.tokens.get((namespace, topology)) or await _read_token(rt, namespace, topology)
@@ -341,14 +343,22 @@ async def admit_pod(rt: Runtime, pod: Mapping[str, Any]) -> bool:
             rt.pushed[pods.push_key(pod)] = revision
         else:
             # The pod still serves the config it read from the mounted ConfigMap at start.
-            log.warning("config push to %s/%s failed: %s %s", namespace, name, result.status,
-                        result.message)  # fmt: skip
+            log.warning(
+                "config push to %s/%s failed: %s %s", namespace, name, result.status, result.message
+            )
     if not admit:
         return False
     message = "containers ready; put in rotation by hexagon-operator"
     condition = pods.in_rotation_condition(now=rt.now(), message=message)
     await rt.kube.set_pod_condition(namespace=namespace, name=name, condition=condition)
     return True
+
+
+def forget_pod(rt: Runtime, pod: Mapping[str, Any]) -> None:
+    """Drop the memory of a deleted pod's processes (keeps ``pushed`` bounded)."""
+    uid = str((pod.get("metadata") or {}).get("uid", ""))
+    for key in [k for k in rt.pushed if k[0] == uid]:
+        del rt.pushed[key]
 
 
 async def _read_token(rt: Runtime, namespace: str, topology: str) -> str:

@@ -83,7 +83,7 @@ def build_configmap(
     node: api.NodeRef, spec: api.NodeSpec, *, doc: Mapping[str, Any]
 ) -> dict[str, Any]:
     meta = metadata(node, spec, name=child_names(node.name)["configmap"])
-    meta["annotations"] = {"hexagon.dev/config-revision": config_revision(doc)}
+    meta["annotations"] = {api.ANNOTATION_CONFIG_REVISION: config_revision(doc)}
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
