@@ -126,6 +126,18 @@ def next_step(rec: Record, facts: Facts, settings: HealSettings, events: list[Em
             goto(rec, Step.RESTORING, now)
             rec["rampIndex"] = 0
             return True
+        sick = [
+            f.message
+            for v in verdicts
+            if v is not None and v.kind is Kind.BREACHING
+            for f in v.reasons
+        ]
+        if sick:
+            # The replacement breaches on its own samples (the window forgets the old pod):
+            # respawning did not help, so stop here rather than wait out the deadline.
+            fail(rec, now, "ReplacementBreaching", f"{who} respawned but breaches: {sick[0]}")
+            fail_event(rec, events)
+            return True
         if now - entered >= settings.restore_wait_seconds:
             fail(
                 rec,

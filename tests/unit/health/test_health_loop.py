@@ -9,8 +9,10 @@ integration and e2e suites). One tick is one poll second.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from hexagon_operator.health.actions import (
@@ -27,7 +29,7 @@ from hexagon_operator.health.metrics import HealMetrics
 from hexagon_operator.health.monitor import Monitor
 from hexagon_operator.health.plan import Facts, PodFacts, ProbeResult, advance, mark_done
 from hexagon_operator.health.policy import NodeView, PodView, decide, start_record
-from hexagon_operator.health.records import Record, settle
+from hexagon_operator.health.records import Record, parse_time, settle
 from hexagon_operator.health.samples import Observation, PipelineStatus, PodKey, PodSignals
 from hexagon_operator.health.settings import HealSettings
 from hexagon_operator.health.verdicts import Assessment
@@ -60,6 +62,7 @@ class World:
     counter: int = 0
     replicas: dict[str, int] = field(default_factory=dict)
     weights: dict[str, int] = field(default_factory=dict)
+    born_hung: bool = False  # a bad image: replacements hang too
 
     @classmethod
     def of(cls, **sizes: int) -> World:
@@ -71,7 +74,9 @@ class World:
 
     def new_pod(self, node: str, *, ready_at: float) -> Pod:
         self.counter += 1
-        return Pod(f"uid-{self.counter}", f"10.0.0.{self.counter}", ready_at=ready_at)
+        pod = Pod(f"uid-{self.counter}", f"10.0.0.{self.counter}", ready_at=ready_at)
+        pod.hung = self.born_hung
+        return pod
 
     def observe(self, now: float) -> Observation:
         if not self.prometheus_up:
@@ -301,3 +306,55 @@ def test_every_pod_faulty_storm_limits_hold() -> None:
     assert EventReason.CORRELATED_FAILURE in op.reasons()
     blocked = [op.condition(n, "Healing")["reason"] for n in ("b", "c")]
     assert "CorrelatedFailure" in blocked
+
+
+def test_whole_node_hung_is_scaled_to_zero_and_back() -> None:
+    op = Operator(World.of(a=3, b=2))
+    op.until(0, 5)
+    for pod in op.world.nodes["a"].values():
+        pod.hung = True
+    op.until(5, 60)
+    (rec,) = op.history["a"]
+    assert (rec["scope"], rec["outcome"]) == ("Node", "Restored")
+    scales = [a for _, a in op.actions if isinstance(a, ScaleStatefulSet)]
+    assert [s.replicas for s in scales] == [0, 3]
+    assert {p.epoch for p in op.world.nodes["a"].values()} == {scales[0].epoch}
+    assert EventReason.NODE_RESPAWNED in op.reasons()
+    assert not op.history.get("b")
+
+
+def test_operator_restarted_at_any_tick_converges_without_repeating_a_delete() -> None:
+    for crash_at in range(10, 45):
+        op = Operator(World.of(a=3))
+        op.until(0, 10)
+        op.world.nodes["a"]["a-1"].hung = True
+        op.until(10, crash_at)
+        # the process dies: memory (window, caches) is gone, status survives via JSON
+        restarted = Operator(op.world)
+        restarted.active = json.loads(json.dumps(op.active))
+        restarted.history = json.loads(json.dumps(op.history))
+        restarted.conditions = json.loads(json.dumps(op.conditions))
+        restarted.until(crash_at, 90)
+        (rec,) = restarted.history["a"]
+        assert rec["outcome"] == "Restored", crash_at
+        deletes = [a for _, a in op.actions + restarted.actions if isinstance(a, DeletePod)]
+        assert len(deletes) == 1, crash_at
+        assert op.world.nodes["a"]["a-1"].in_rotation
+
+
+def test_respawns_that_keep_failing_back_off_and_raise_degraded() -> None:
+    op = Operator(World.of(a=3), settings=HealSettings(**{**S.__dict__, "cooldown_seconds": 0}))
+    op.until(0, 5)
+    op.world.born_hung = True  # a bad image: every replacement hangs too
+    op.world.nodes["a"]["a-1"].hung = True
+    op.until(5, 900)
+    outcomes = [r["outcome"] for r in op.history["a"]]
+    assert outcomes and set(outcomes) == {"Failed"}
+    starts = [r["startedAt"] for r in op.history["a"]]
+    gaps = [b - a for a, b in pairwise(parse_time(t) or 0 for t in starts)]
+    assert gaps == sorted(gaps) and gaps[-1] > gaps[0]  # exponential backoff widens the gaps
+    degraded = op.condition("a", "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "RespawnsFailing")
+    assert EventReason.HEAL_DEGRADED in op.reasons()
+    # only the hung pod was ever touched
+    assert {getattr(a, "pod", None) for _, a in op.actions} == {"a-1"}

@@ -285,9 +285,14 @@ FAILURES = [
         id="no-replacement-before-deadline",
     ),
     pytest.param(
-        RESPAWNS[:6] + ticks((30, NEW_ONLY, {"gw-0": BREACH}), (91, NEW_ONLY, {"gw-0": BREACH})),
+        RESPAWNS[:6] + ticks((30, NEW_ONLY, {}), (91, NEW_ONLY, {})),
         "MetricsNeverHealthy",
         id="respawned-pod-never-healthy",
+    ),
+    pytest.param(
+        RESPAWNS[:6] + ticks((30, NEW_ONLY, {"gw-0": BREACH})),
+        "ReplacementBreaching",
+        id="replacement-breaches-at-once",
     ),
 ]
 
