@@ -78,17 +78,45 @@ def start_nginx(nginx: str, prefix: Path, server_block: str) -> subprocess.Popen
     return subprocess.Popen([nginx, "-p", str(prefix), "-c", str(conf)], stderr=subprocess.PIPE)
 
 
-def wrk(url: str, *, duration: int, connections: int, threads: int) -> tuple[float, str, str]:
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its direct children (nginx workers)."""
+    pids = [pid]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    if int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        pids.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(
+    url: str, *, duration: int, connections: int, threads: int, pid: int | None = None
+) -> tuple[float, str, str, float]:
+    """requests/s, P50, P99 and the target's CPU microseconds per request."""
+    cpu0 = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", url],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
+    cpu = cpu_seconds(pid) - cpu0 if pid else 0.0
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)  # type: ignore[union-attr]
     p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)  # type: ignore[union-attr]
-    return rps, p50, p99
+    return rps, p50, p99, cpu * 1e6 / max(total, 1)
 
 
 def main() -> None:
@@ -96,6 +124,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not os.path.exists(nginx) or shutil.which("wrk") is None:
@@ -145,14 +174,22 @@ routes:
             procs.append(gw)
             for port in (up_port, nginx_port, gw_port):
                 wait_http(f"http://127.0.0.1:{port}/")
-            rows = []
-            for name, port in (("upstream", up_port), ("nginx", nginx_port), ("gateway", gw_port)):
+            targets = {
+                "upstream": (up_port, procs[0].pid),
+                "nginx": (nginx_port, procs[1].pid),
+                "gateway": (gw_port, gw.pid),
+            }
+            runs: dict[str, list[tuple[float, str, str, float]]] = {n: [] for n in targets}
+            order = ["upstream"] + ["nginx", "gateway"] * args.rounds
+            for name in order:
+                port, pid = targets[name]
                 url = f"http://127.0.0.1:{port}/bench"
-                wrk(url, duration=1, connections=args.connections, threads=args.threads)  # warm
-                rps, p50, p99 = wrk(
-                    url, duration=args.duration, connections=args.connections, threads=args.threads
-                )
-                rows.append((name, rps, p50, p99))
+                if not runs[name]:
+                    wrk(url, duration=1, connections=args.connections, threads=args.threads)
+                runs[name].append(
+                    wrk(url, duration=args.duration, connections=args.connections,
+                        threads=args.threads, pid=pid)
+                )  # fmt: skip
         finally:
             for proc in procs:
                 proc.send_signal(signal.SIGTERM)
@@ -161,12 +198,18 @@ routes:
                     proc.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-    print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, cpus={os.cpu_count()}")
-    print(f"{'target':<10} {'requests/s':>12} {'P50':>10} {'P99':>10}")
-    for name, rps, p50, p99 in rows:
-        print(f"{name:<10} {rps:>12.0f} {p50:>10} {p99:>10}")
-    ratio = rows[2][1] / rows[1][1]
-    print(f"gateway_vs_nginx_rps={ratio:.3f}")
+    print(
+        f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, cpus={os.cpu_count()}, "
+        f"rounds={args.rounds} (nginx and gateway interleaved; median round shown)"
+    )
+    print(f"{'target':<10} {'requests/s':>12} {'P50':>10} {'P99':>10} {'cpu_us/req':>11}")
+    medians = {}
+    for name, results in runs.items():
+        ordered = sorted(results, key=lambda r: r[0])
+        rps, p50, p99, cpu_us = ordered[len(ordered) // 2]
+        medians[name] = rps
+        print(f"{name:<10} {rps:>12.0f} {p50:>10} {p99:>10} {cpu_us:>11.1f}")
+    print(f"gateway_vs_nginx_rps={medians['gateway'] / medians['nginx']:.3f}")
 
 
 if __name__ == "__main__":

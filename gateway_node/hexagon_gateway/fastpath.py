@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hexagon_gateway.forward import Failure, forward
-from hexagon_gateway.headers import request_head, response_headers
+from hexagon_gateway.headers import request_head, response_lines
 from hexagon_gateway.routing import normalize_path
 from hexagon_gateway.runtime import Gateway, RouteRuntime
 from hexagon_gateway.upstream import UpstreamError
@@ -423,8 +423,9 @@ class FastProtocol(asyncio.Protocol):
         conn = result.conn
         status = rhead.status
         out = [b"HTTP/1.1 %d %s\r\n" % (status, rhead.reason.encode("latin-1"))]
-        for name, value in response_headers(rhead.headers):
-            out.append(f"{name}: {value}\r\n".encode("latin-1"))
+        for line in response_lines(rhead.raw, rhead.named):
+            out.append(line)
+            out.append(b"\r\n")
         if not keep_alive:
             out.append(b"Connection: close\r\n")
         body = rhead.body

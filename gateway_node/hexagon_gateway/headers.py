@@ -63,12 +63,7 @@ def client_ip(peer: str, forwarded_for: str | None, trusted: TrustedPeers) -> st
     return hops[0] if hops else peer
 
 
-def _connection_tokens(raw: Iterable[tuple[bytes, bytes]]) -> set[str]:
-    tokens: set[str] = set()
-    for name, value in raw:
-        if name.lower() == b"connection":
-            tokens.update(t.strip().lower() for t in value.decode("latin-1").split(","))
-    return tokens
+_DROP = frozenset(n.encode() for n in HOP_BY_HOP | _FORWARDING)
 
 
 def _forwarded_node(peer: str) -> str:
@@ -87,24 +82,29 @@ def request_head(
     upgrade: bytes | None = None,
 ) -> bytes:
     """Serialize the upstream request head (method line + headers + blank line)."""
-    drop = HOP_BY_HOP | _FORWARDING
-    named = _connection_tokens(raw_headers)
-    if named:
-        drop = drop | named
+    named: set[bytes] | None = None
     out = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1")]
+    kept: list[bytes] = []  # lower-case names of `out[1:]`, to honour Connection-named headers
     xff = proto = fwd = None
     for name, value in raw_headers:
-        lname = name.lower().decode("latin-1")
-        if lname in drop:
-            if trusted:
-                if lname == "x-forwarded-for":
+        lname = name.lower()
+        if lname in _DROP:
+            if lname == b"connection":
+                named = (named or set()) | {t.strip().lower() for t in value.split(b",")}
+            elif trusted:
+                if lname == b"x-forwarded-for":
                     xff = value if xff is None else xff + b", " + value
-                elif lname == "x-forwarded-proto" and proto is None:
+                elif lname == b"x-forwarded-proto" and proto is None:
                     proto = value
-                elif lname == "forwarded":
+                elif lname == b"forwarded":
                     fwd = value if fwd is None else fwd + b", " + value
             continue
         out.append(name + b": " + value + b"\r\n")
+        kept.append(lname)
+    if named:
+        out = [out[0]] + [
+            line for lname, line in zip(kept, out[1:], strict=True) if lname not in named
+        ]
     peer_b = peer.encode("latin-1")
     out.append(b"X-Forwarded-For: " + (xff + b", " + peer_b if xff else peer_b) + b"\r\n")
     out.append(b"X-Forwarded-Proto: " + (proto or scheme.encode("latin-1")) + b"\r\n")
@@ -116,6 +116,15 @@ def request_head(
         out.append(b"Connection: Upgrade\r\nUpgrade: " + upgrade + b"\r\n")
     out.append(b"\r\n")
     return b"".join(out)
+
+
+_RESPONSE_DROP = frozenset(n.encode() for n in HOP_BY_HOP) | {b"content-length"}
+
+
+def response_lines(raw: Iterable[tuple[bytes, bytes]], named: set[bytes] | None) -> list[bytes]:
+    """Like response_headers, on raw (lower-case name, line) pairs, for the byte-level path."""
+    drop = _RESPONSE_DROP if not named else _RESPONSE_DROP | named
+    return [line for lname, line in raw if lname not in drop]
 
 
 def response_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

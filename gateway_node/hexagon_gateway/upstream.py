@@ -16,6 +16,7 @@ MAX_HEAD_BYTES = 64 * 1024
 HIGH_WATER = 256 * 1024  # pause reading the upstream socket above this much unconsumed body
 LOW_WATER = 64 * 1024
 NO_BODY_STATUSES = frozenset({204, 304})
+_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 
 _HEAD, _LENGTH, _CHUNKED, _UNTIL_CLOSE, _DONE, _IDLE, _TRAILERS = range(7)
 
@@ -47,22 +48,31 @@ class ResetError(UpstreamError):
 
 
 class ResponseHead:
-    __slots__ = ("body", "headers", "keep_alive", "length", "reason", "status")
+    __slots__ = ("body", "keep_alive", "length", "named", "raw", "reason", "status")
 
     def __init__(
         self,
         status: int,
         reason: str,
-        headers: list[tuple[str, str]],
+        raw: list[tuple[bytes, bytes]],
         length: int | None,
         keep_alive: bool,
     ) -> None:
         self.status = status
         self.reason = reason
-        self.headers = headers
+        self.raw = raw  # (lower-case name, whole header line), as received
         self.length = length  # None: chunked or until close
         self.keep_alive = keep_alive
         self.body: bytes | None = None  # the whole body, when it came with the head
+        self.named: set[bytes] | None = None  # tokens of the Connection header
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        out = []
+        for _, line in self.raw:
+            name, _, value = line.decode("latin-1").partition(":")
+            out.append((name.strip(), value.strip()))
+        return out
 
 
 def _timeout(fut: asyncio.Future[None], exc_type: type[UpstreamError]) -> None:
@@ -138,10 +148,10 @@ class UpstreamConnection(asyncio.Protocol):
             if len(buf) > MAX_HEAD_BYTES:
                 self._fail(ResetError("upstream response head too large"))
             return
-        lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
+        lines = bytes(buf[:end]).split(b"\r\n")
         rest = bytes(buf[end + 4 :])
         buf.clear()
-        parts = lines[0].split(" ", 2)
+        parts = lines[0].split(b" ", 2)
         try:
             status = int(parts[1])
         except (IndexError, ValueError):
@@ -152,32 +162,37 @@ class UpstreamConnection(asyncio.Protocol):
             if rest:
                 self._parse_head()
             return
-        keep_alive = parts[0] == "HTTP/1.1"
+        keep_alive = parts[0] == b"HTTP/1.1"
         length: int | None = None
         chunked = False
-        headers: list[tuple[str, str]] = []
+        raw: list[tuple[bytes, bytes]] = []
+        named: set[bytes] | None = None
         for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep:
+            colon = line.find(b":")
+            if colon <= 0:
                 continue
-            value = value.strip()
-            lname = name.lower()
-            if lname == "content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    self._fail(ResetError("bad upstream content-length"))
-                    return
-            elif lname == "transfer-encoding":
-                chunked = value.lower().endswith("chunked")
-            elif lname == "connection":
-                v = value.lower()
-                if "close" in v:
-                    keep_alive = False
-                elif "keep-alive" in v:
-                    keep_alive = True
-            headers.append((name, value))
-        head = ResponseHead(status, parts[2] if len(parts) > 2 else "", headers, None, keep_alive)
+            lname = line[:colon].strip().lower()
+            raw.append((lname, line))
+            if lname in _FRAMING:
+                value = line[colon + 1 :].strip().lower()
+                if lname == b"content-length":
+                    try:
+                        length = int(value)
+                    except ValueError:
+                        self._fail(ResetError("bad upstream content-length"))
+                        return
+                elif lname == b"transfer-encoding":
+                    chunked = value.endswith(b"chunked")
+                else:  # connection
+                    tokens = {t.strip() for t in value.split(b",")}
+                    if b"close" in tokens:
+                        keep_alive = False
+                    elif b"keep-alive" in tokens:
+                        keep_alive = True
+                    named = (named or set()) | tokens
+        reason = parts[2].decode("latin-1") if len(parts) > 2 else ""
+        head = ResponseHead(status, reason, raw, None, keep_alive)
+        head.named = named
         self._head = head
         if self._head_only or status in NO_BODY_STATUSES or status == 101:
             head.length = length if self._head_only else 0

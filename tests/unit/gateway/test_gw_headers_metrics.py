@@ -9,6 +9,7 @@ from hexagon_gateway.headers import TrustedPeers, request_head, response_headers
 from hexagon_gateway.metrics import Metrics, node_labels
 
 RAW = (
+    (b"X-Secret", b"named-by-a-later-connection-header"),
     (b"Host", b"example"),
     (b"Connection", b"keep-alive, X-Secret"),
     (b"Keep-Alive", b"timeout=5"),
