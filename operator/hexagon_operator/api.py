@@ -41,8 +41,11 @@ READINESS_GATE: Final = "hexagon.dev/in-rotation"
 ANNOTATION_CONFIG_HASH: Final = "hexagon.dev/config-hash"
 # ConfigMap annotation: hash of the whole rendered document (what pods are pushed).
 ANNOTATION_CONFIG_REVISION: Final = "hexagon.dev/config-revision"
-# On the HexagonNode: the heal epoch the healer wants the pod template to carry.
+# On the HexagonNode, written by the healer, read by the reconciler (the StatefulSet's only
+# writer): the heal epoch the pod template must carry, and a replica count that overrides
+# spec.replicas while a whole-node respawn holds the StatefulSet at zero.
 ANNOTATION_HEAL_EPOCH: Final = "hexagon.dev/heal-epoch"
+ANNOTATION_HEAL_REPLICAS: Final = "hexagon.dev/heal-replicas"
 # kopf's own bookkeeping lives under our domain (see main.py).
 PERSISTENCE_PREFIX: Final = "hexagon.dev"
 FINALIZER: Final = "hexagon.dev/finalizer"
@@ -95,6 +98,12 @@ class Reason:
     PROBE_FAILED: Final = "ProbeFailed"
     POD_RESPAWNED: Final = "PodRespawned"
     POD_RESTORED: Final = "PodRestored"
+
+
+def heal_replicas(annotations: Mapping[str, str]) -> int | None:
+    """The healer's replica override, or None when absent or not a count."""
+    raw = str(annotations.get(ANNOTATION_HEAL_REPLICAS, "")).strip()
+    return int(raw) if raw.isdigit() else None
 
 
 def admin_secret_name(topology: str) -> str:

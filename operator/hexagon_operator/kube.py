@@ -215,6 +215,26 @@ class Kube:
         url = path("v1", "Pod", namespace, name, "status")
         await self.request("PATCH", url, body=body, content_type=STRATEGIC)
 
+    async def delete_pod(self, *, namespace: str, name: str, uid: str) -> bool:
+        """Delete one pod only if it is still the same pod (uid precondition), so a fresh
+        replacement with the same name is never deleted. False when it is already gone or
+        replaced (404/409)."""
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}}
+        try:
+            await self.request("DELETE", path("v1", "Pod", namespace, name), body=body)
+        except (NotFound, Conflict):
+            return False
+        return True
+
+    async def patch_node_annotations(
+        self, *, namespace: str, name: str, annotations: Mapping[str, str | None]
+    ) -> None:
+        """Merge-patch annotations of a HexagonNode (None removes one); how the healer asks
+        the reconciler for a heal epoch or a replica override."""
+        body = {"metadata": {"annotations": dict(annotations)}}
+        url = path(api.API_VERSION, api.KIND, namespace, name)
+        await self.request("PATCH", url, body=body, content_type=MERGE)
+
     # -- events ------------------------------------------------------------------------------
 
     async def emit_event(

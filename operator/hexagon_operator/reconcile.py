@@ -136,6 +136,7 @@ async def reconcile(rt: Runtime, body: Mapping[str, Any]) -> None:
                     settings=rt.settings,
                     config_hash=config_hash(doc),
                     heal_epoch=str(annotations.get(api.ANNOTATION_HEAL_EPOCH, "")),
+                    replicas=api.heal_replicas(annotations),
                 ),
             ]
             for child in children:

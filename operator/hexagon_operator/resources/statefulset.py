@@ -110,7 +110,9 @@ def build_statefulset(
     settings: Settings,
     config_hash: str,
     heal_epoch: str = "",
+    replicas: int | None = None,
 ) -> dict[str, Any]:
+    """``replicas`` overrides spec.replicas while the healer respawns the whole node."""
     names = child_names(node.name)
     uid = settings.gateway_run_as_user
     return {
@@ -118,7 +120,7 @@ def build_statefulset(
         "kind": "StatefulSet",
         "metadata": metadata(node, spec, name=names["statefulset"]),
         "spec": {
-            "replicas": spec.replicas,
+            "replicas": spec.replicas if replicas is None else replicas,
             "serviceName": names["headless"],
             "podManagementPolicy": "Parallel",
             "updateStrategy": {"type": "RollingUpdate"},

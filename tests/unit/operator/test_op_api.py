@@ -87,3 +87,17 @@ def test_parse_invalid(raw: dict[str, Any], message: str) -> None:
 )
 def test_admin_secret_name(topology: str, expected: str) -> None:
     assert api.admin_secret_name(topology) == expected
+
+
+@pytest.mark.parametrize(
+    ("annotations", "expected"),
+    [
+        pytest.param({}, None, id="absent"),
+        pytest.param({"hexagon.dev/heal-replicas": "0"}, 0, id="zero"),
+        pytest.param({"hexagon.dev/heal-replicas": " 3 "}, 3, id="spaces"),
+        pytest.param({"hexagon.dev/heal-replicas": "-1"}, None, id="negative-ignored"),
+        pytest.param({"hexagon.dev/heal-replicas": "x"}, None, id="garbage-ignored"),
+    ],
+)
+def test_heal_replicas(annotations: dict[str, str], expected: int | None) -> None:
+    assert api.heal_replicas(annotations) == expected

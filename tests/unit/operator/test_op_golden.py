@@ -41,6 +41,9 @@ def _doc(spec: api.NodeSpec) -> dict[str, Any]:
 
 
 BUILDERS: dict[str, Callable[[api.NodeSpec], dict[str, Any]]] = {
+    "statefulset-heal-zero": lambda s: resources.build_statefulset(
+        NODE, s, settings=SETTINGS, config_hash=config_hash(_doc(s)), heal_epoch="3", replicas=0
+    ),
     "statefulset": lambda s: resources.build_statefulset(
         NODE, s, settings=SETTINGS, config_hash=config_hash(_doc(s)), heal_epoch="2"
     ),
