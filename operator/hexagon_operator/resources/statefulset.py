@@ -74,7 +74,9 @@ def _container(spec: api.NodeSpec, settings: Settings) -> dict[str, Any]:
         "name": "gateway",
         "image": spec.image or settings.gateway_image,
         "imagePullPolicy": spec.image_pull_policy,
-        "command": ["hexagon-gateway", "--config", f"{api.CONFIG_DIR}/{api.CONFIG_KEY}"],
+        # The image's entrypoint is `hexagon-gateway` (gateway_node/Dockerfile); passing only
+        # args keeps the pod independent of where the image installs it.
+        "args": ["--config", f"{api.CONFIG_DIR}/{api.CONFIG_KEY}"],
         "ports": [
             {"name": "data", "containerPort": api.DATA_PORT, "protocol": "TCP"},
             {"name": "admin", "containerPort": api.ADMIN_PORT, "protocol": "TCP"},
