@@ -284,3 +284,11 @@ def test_defaults_are_applied(kube_api: KubeApi, crd_namespace: str) -> None:
     assert (spec["ringLevel"], spec["replicas"], spec["topologyShape"]) == (1, 2, "hexagon")
     assert spec["selfHeal"]["p99ThresholdMs"] == 800 and spec["slo"]["p99Ms"] == 320
     assert spec["gateway"]["upstreams"][0]["timeouts"]["totalMs"] == 30000
+
+
+def test_examples_are_accepted(kube_api: KubeApi, crd_namespace: str) -> None:
+    examples = Path(__file__).resolve().parents[3] / "crds" / "examples"
+    done = kubectl(kube_api.kubeconfig, "apply", "--dry-run=server", "-n", crd_namespace,
+                   "-f", str(examples))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("created (server dry run)") == 7, done.stdout
