@@ -24,15 +24,14 @@ from hexagon_operator.health.actions import (
     SetInRotation,
     SetWeight,
 )
-from hexagon_operator.health.conditions import ConditionInput, condition_events
+from hexagon_operator.health.cycle import NodePlan, NodeState, WorkResult, complete, plan_cycle
 from hexagon_operator.health.metrics import HealMetrics
 from hexagon_operator.health.monitor import Monitor
-from hexagon_operator.health.plan import Facts, PodFacts, ProbeResult, advance, mark_done
-from hexagon_operator.health.policy import NodeView, PodView, decide, start_record
-from hexagon_operator.health.records import Record, parse_time, settle
+from hexagon_operator.health.plan import PodFacts, ProbeResult
+from hexagon_operator.health.policy import NodeView, PodView
+from hexagon_operator.health.records import Record, parse_time, read_active, read_history
 from hexagon_operator.health.samples import Observation, PipelineStatus, PodKey, PodSignals
 from hexagon_operator.health.settings import HealSettings
-from hexagon_operator.health.verdicts import Assessment
 
 S = HealSettings(
     window_seconds=30,
@@ -171,48 +170,45 @@ class Operator:
             for n, p in m.items()
         }
         assessment = self.monitor.update(observation, uids)
-        decision = decide(self.views(), assessment, now=now)
-        for cand in decision.starts:
-            self.active.setdefault(cand.node.name, []).append(start_record(cand, now=now))
-        for key, conds in decision.conditions.items():
-            self._conditions(now, key[1], conds)
-        for node, records in self.active.items():
-            facts = self._facts(now, node, assessment)
-            for i, rec in enumerate(records):
-                for _ in range(10):  # protocol step 3: go on while steps finish at once
-                    t = advance(rec, facts, self.settings)
-                    rec = t.record
-                    self.events += [(now, e.reason) for e in t.events]
-                    if not t.actions:
-                        break
+        for _ in range(10):  # protocol: go on at once while steps finish within the poll
+            states = [
+                NodeState(
+                    view, self._pod_facts(now, view.name), tuple(self.conditions.get(view.name, []))
+                )
+                for view in self.views()
+            ]
+            worked = False
+            for plan in plan_cycle(states, assessment, now=now):
+                node = plan.key[1]
+                self._persist(node, plan)  # "step started" is written before acting
+                self.events += [(now, e.reason) for e in plan.events]
+                results = []
+                for work in plan.work:
+                    worked = True
                     probes = {}
-                    for action in t.actions:
+                    for action in work.actions:
                         self.actions.append((now, action))
                         result = self.world.run(node, action, now)
                         if result is not None and isinstance(action, ProbePod):
                             probes[action.pod] = result
-                    rec = mark_done(rec, now=now, probe=probes or None)
-                    facts = self._facts(now, node, assessment)
-                records[i] = rec
-            live, done = settle(records, self.history.get(node, []), limit=20)
-            self.active[node], self.history[node] = live, done
-            self.metrics.observe_finished(done)
+                    results.append(WorkResult(work.record_id, probe=probes or None))
+                self._persist(node, complete(plan, results, now=now))
+            if not worked:
+                break
         self.max_concurrent = max(self.max_concurrent, sum(len(r) for r in self.active.values()))
 
-    def _facts(self, now: float, node: str, assessment: Assessment) -> Facts:
-        return Facts(
-            now=now,
-            pods={
-                n: PodFacts(n, p.uid, p.ip, containers_ready=now >= p.ready_at, epoch=p.epoch)
-                for n, p in self.world.nodes[node].items()
-            },
-            verdicts={k.pod: v for k, v in assessment.verdicts.items() if k.node == node},
-        )
+    def _persist(self, node: str, plan: NodePlan) -> None:
+        status = json.loads(json.dumps(plan.status()))
+        self.active[node] = read_active(status)
+        self.history[node] = read_history(status)
+        self.conditions[node] = [c.__dict__ for c in plan.conditions]
+        self.metrics.observe_finished(self.history[node])
 
-    def _conditions(self, now: float, node: str, conds: tuple[ConditionInput, ...]) -> None:
-        old = self.conditions.get(node, [])
-        self.events += [(now, e.reason) for e in condition_events(old, conds)]
-        self.conditions[node] = [c.__dict__ for c in conds]
+    def _pod_facts(self, now: float, node: str) -> dict[str, PodFacts]:
+        return {
+            n: PodFacts(n, p.uid, p.ip, containers_ready=now >= p.ready_at, epoch=p.epoch)
+            for n, p in self.world.nodes[node].items()
+        }
 
     def until(self, start: int, end: int) -> None:
         for t in range(start, end):
@@ -347,7 +343,7 @@ def test_respawns_that_keep_failing_back_off_and_raise_degraded() -> None:
     op.until(0, 5)
     op.world.born_hung = True  # a bad image: every replacement hangs too
     op.world.nodes["a"]["a-1"].hung = True
-    op.until(5, 900)
+    op.until(5, 600)
     outcomes = [r["outcome"] for r in op.history["a"]]
     assert outcomes and set(outcomes) == {"Failed"}
     starts = [r["startedAt"] for r in op.history["a"]]
