@@ -26,6 +26,6 @@ printf '%-26s %s\n' \
   prometheus "$(prometheus --version 2>&1 | head -1 | awk '{print $3}')" \
   containerd "$(containerd --version | awk '{print $3}')" \
   runc "$(runc --version | head -1 | awk '{print $3}')" \
-  cni-plugins "$(/usr/lib/cni/bridge 2>&1 | head -1 | awk '{print $NF}')" \
+  cni-plugins "$(dpkg-query -W -f='${Version}' containernetworking-plugins)" \
   buildah "$(buildah --version | awk '{print $3}')" \
   python "$(.venv/bin/python --version | awk '{print $2}')"
