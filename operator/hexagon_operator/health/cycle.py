@@ -113,9 +113,7 @@ def plan_cycle(
                 work.append(Work(str(t.record["id"]), t.actions))
         live, history = settle(advanced, view.history, limit=view.settings.history_limit)
         plans.append(
-            NodePlan(
-                view.key, live, history, work, events, conditions, view.settings.history_limit
-            )
+            NodePlan(view.key, live, history, work, events, conditions, view.settings.history_limit)
         )
     return plans
 
