@@ -15,6 +15,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 
+import yaml
 from aiohttp import web
 
 from hexagon_gateway.admin import create_admin_app
@@ -55,6 +56,7 @@ class GatewayProcess:
     _front: FastFront | None = None
     _data_listener: asyncio.Server | None = None
     _sweeper: asyncio.Task[None] | None = None
+    _fallback_listen: tuple[Listen, Listen] = (Listen("0.0.0.0", 8080), Listen("0.0.0.0", 9901))
 
     def _initial(self) -> Config | None:
         text = self.config_text
@@ -69,6 +71,7 @@ class GatewayProcess:
             # Start anyway, not ready: the watcher picks up a fixed file without a restart.
             self.gateway.metrics.reloads["failed"] += 1
             log.error("initial config refused", extra={"error": str(exc)})
+            self._fallback_listen = listen_section(text)
             return None
 
     async def start(self) -> None:
@@ -83,8 +86,7 @@ class GatewayProcess:
             except ConfigError as exc:
                 gateway.metrics.reloads["failed"] += 1
                 log.error("initial config refused", extra={"error": str(exc)})
-        data = config.data if config else Listen("0.0.0.0", 8080)
-        admin = config.admin_listen if config else Listen("0.0.0.0", 9901)
+        data, admin = (config.data, config.admin_listen) if config else self._fallback_listen
         loop = asyncio.get_running_loop()
         sock = _listen(data, reuse_port=self.reuse_port)
         if os.environ.get("HEXAGON_FASTPATH", "1") != "0":
@@ -156,6 +158,21 @@ class GatewayProcess:
         if self._admin_runner is not None:
             await self._admin_runner.cleanup()
         log.info("stopped")
+
+
+def listen_section(text: str) -> tuple[Listen, Listen]:
+    """The listen addresses of a document that failed validation, where they are usable: a
+    gateway with a broken config still binds the ports it was told to, and reports not-ready."""
+    out = [Listen("0.0.0.0", 8080), Listen("0.0.0.0", 9901)]
+    try:
+        listen = yaml.safe_load(text).get("listen", {})
+        for i, key in enumerate(("data", "admin")):
+            part = listen.get(key)
+            if isinstance(part, dict) and isinstance(part.get("port"), int):
+                out[i] = Listen(str(part.get("host", "0.0.0.0")), part["port"])
+    except (yaml.YAMLError, AttributeError, TypeError):
+        pass
+    return out[0], out[1]
 
 
 def _listen(listen: Listen, *, reuse_port: bool) -> socket.socket:

@@ -26,11 +26,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from hexagon_gateway.forward import Failure, forward
+from hexagon_gateway.config import IDEMPOTENT_METHODS
+from hexagon_gateway.express import Express, Resume
+from hexagon_gateway.forward import Failure, Success, forward
 from hexagon_gateway.headers import request_head, response_lines
 from hexagon_gateway.routing import normalize_path
 from hexagon_gateway.runtime import Gateway, RouteRuntime
-from hexagon_gateway.upstream import UpstreamError
+from hexagon_gateway.upstream import ResponseHead, UpstreamConnection, UpstreamError
 
 log = logging.getLogger("hexagon_gateway.fastpath")
 
@@ -247,9 +249,69 @@ class FastProtocol(asyncio.Protocol):
                 self._body_buffered += take
                 del buf[:take]
             self._body_left = length - take
+        if (
+            route is not None
+            and not length
+            and self._express(method, npath, query, headers, route, keep_alive, end)
+        ):
+            return
         self.loop.create_task(
-            self._serve(method, npath, query, headers, route, keep_alive, length, end)
+            self.serve(method, npath, query, headers, route, keep_alive, length, end)
         )
+
+    def _express(
+        self,
+        method: str,
+        path: str | None,
+        query: str,
+        headers: list[tuple[bytes, bytes]],
+        route: RouteRuntime,
+        keep_alive: bool,
+        head_size: int,
+    ) -> bool:
+        """Start the exchange in callback mode when nothing about it is unusual."""
+        gateway = self.front.gateway
+        runtime = gateway.runtime
+        if (
+            runtime is None
+            or path is None
+            or method not in IDEMPOTENT_METHODS
+            or gateway.faults.active
+            or head_size > runtime.config.limits.max_header_bytes
+        ):
+            return False
+        upstream = runtime.upstreams.get(route.route.upstream)
+        if upstream is None or upstream.config.load_balancer != "leastRequest":
+            return False  # round-robin state must advance once per request: coroutine path
+        ep = upstream.pool.pick()
+        if ep is None:
+            return False
+        conn = gateway.endpoint_pool(ep.endpoint.host, ep.endpoint.port).take_idle()
+        if conn is None:
+            return False
+        head = request_head(
+            method=method,
+            target=f"{path}?{query}" if query else path,
+            raw_headers=headers,
+            peer=self.peer,
+            trusted=self.peer in self.front.trusted(),
+            scheme="http",
+            chunked=False,
+        )
+        upstream.pool.start(ep)
+        gateway.metrics.in_flight += 1
+        Express(
+            self,
+            conn,
+            ep,
+            upstream=upstream,
+            route=route,
+            method=method,
+            keep_alive=keep_alive,
+            request=(path, query, headers, head_size),
+        )
+        conn.send(head, head_only=method == "HEAD")
+        return True
 
     def _handoff(self) -> None:
         transport = self.transport
@@ -297,7 +359,7 @@ class FastProtocol(asyncio.Protocol):
             await self._drain
 
     # -- one request ----------------------------------------------------------------------
-    async def _serve(
+    async def serve(
         self,
         method: str,
         path: str | None,
@@ -307,15 +369,19 @@ class FastProtocol(asyncio.Protocol):
         keep_alive: bool,
         length: int,
         head_size: int,
+        resume: Resume | None = None,
     ) -> None:
         gateway = self.front.gateway
         metrics = gateway.metrics
-        metrics.in_flight += 1
-        start = time.perf_counter()
+        if resume is None:
+            metrics.in_flight += 1
+            start = time.perf_counter()
+        else:  # continuing what callback mode started (and counted)
+            start = resume.start
         code, upstream_name = 500, ""
         try:
             code, upstream_name, keep_alive = await self._answer(
-                method, path, query, headers, route, keep_alive, length, head_size
+                method, path, query, headers, route, keep_alive, length, head_size, resume
             )
         except ConnectionError:
             code, keep_alive = 499, False  # the client went away (nginx's convention)
@@ -332,9 +398,15 @@ class FastProtocol(asyncio.Protocol):
                 code=code,
                 seconds=time.perf_counter() - start,
             )
-            self._finish(keep_alive)
+            self.finish(keep_alive)
 
-    def _finish(self, keep_alive: bool) -> None:
+    def send_failure(self, failure: Failure, *, keep_alive: bool) -> bool:
+        """Answer with a JSON error; returns whether the connection stays open."""
+        close = not keep_alive or bool(self._body_left)
+        self._send(_json_reply(failure.status, failure.body(), close=close))
+        return not close
+
+    def finish(self, keep_alive: bool) -> None:
         self.busy = False
         self.last_active = self.loop.time()
         self._body.clear()
@@ -357,6 +429,7 @@ class FastProtocol(asyncio.Protocol):
         keep_alive: bool,
         length: int,
         head_size: int,
+        resume: Resume | None,
     ) -> tuple[int, str, bool]:
         gateway = self.front.gateway
         runtime = gateway.runtime
@@ -365,10 +438,7 @@ class FastProtocol(asyncio.Protocol):
             return failure(Failure(status, code, message))
 
         def failure(f: Failure) -> tuple[int, str, bool]:
-            status, body = f.status, f.body()
-            close = not keep_alive or bool(self._body_left)
-            self._send(_json_reply(status, body, close=close))
-            return status, "", keep_alive and not close
+            return f.status, "", self.send_failure(f, keep_alive=keep_alive)
 
         if runtime is None:
             return fail(503, "no_config", "the gateway has no valid config yet")
@@ -408,6 +478,8 @@ class FastProtocol(asyncio.Protocol):
             head=head,
             body=self._read_body if length else None,
             chunked=False,
+            deadline=None if resume is None else resume.deadline,
+            prior=None if resume is None else resume.prior,
         )
         name = upstream.config.name
         if isinstance(result, Failure):
@@ -418,9 +490,13 @@ class FastProtocol(asyncio.Protocol):
         finally:
             result.done()
 
-    async def _relay(self, result: Any, method: str, keep_alive: bool) -> int:
-        rhead = result.head
-        conn = result.conn
+    def start_response(
+        self, conn: UpstreamConnection, rhead: ResponseHead, method: str, keep_alive: bool
+    ) -> tuple[int, bool]:
+        """Write the response head (and the body when it is already complete).
+
+        Returns (status, complete); not complete means the body must be streamed after it.
+        """
         status = rhead.status
         out = [b"HTTP/1.1 %d %s\r\n" % (status, rhead.reason.encode("latin-1"))]
         for line in response_lines(rhead.raw, rhead.named):
@@ -429,29 +505,35 @@ class FastProtocol(asyncio.Protocol):
         if not keep_alive:
             out.append(b"Connection: close\r\n")
         body = rhead.body
-        no_body = method == "HEAD" or status in (204, 304) or status < 200
-        if no_body:
+        if method == "HEAD" or status in (204, 304) or status < 200:
             if method == "HEAD" and rhead.length is not None:
                 out.append(b"Content-Length: %d\r\n" % rhead.length)
             out.append(b"\r\n")
-            self._send(b"".join(out))
             conn.finish()
-            return int(status)
+            self._send(b"".join(out))
+            return status, True
         if body is not None:
             out.append(b"Content-Length: %d\r\n\r\n" % len(body))
             out.append(body)
-            self._send(b"".join(out))
             conn.finish()
-            return int(status)
-        chunked = rhead.length is None
-        if chunked:
+            self._send(b"".join(out))
+            return status, True
+        if rhead.length is None:
             out.append(b"Transfer-Encoding: chunked\r\n\r\n")
         else:
             out.append(b"Content-Length: %d\r\n\r\n" % rhead.length)
-        await self._write(b"".join(out))
+        self._send(b"".join(out))
+        return status, False
+
+    async def stream_body(
+        self, conn: UpstreamConnection, rhead: ResponseHead, deadline: float
+    ) -> None:
+        chunked = rhead.length is None
         try:
+            if self._write_paused:
+                await self._write(b"")
             while True:
-                data = await conn.read(result.deadline)
+                data = await conn.read(deadline)
                 if not data:
                     break
                 await self._write(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
@@ -462,4 +544,9 @@ class FastProtocol(asyncio.Protocol):
             self.close()  # headers are out: cutting the connection is the only honest signal
             raise
         conn.finish()
-        return int(status)
+
+    async def _relay(self, result: Success, method: str, keep_alive: bool) -> int:
+        status, complete = self.start_response(result.conn, result.head, method, keep_alive)
+        if not complete:
+            await self.stream_body(result.conn, result.head, result.deadline)
+        return status

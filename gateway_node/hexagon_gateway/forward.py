@@ -102,18 +102,22 @@ async def forward(
     head: bytes,
     body: BodyReader | None,
     chunked: bool,
+    deadline: float | None = None,
+    prior: Prior | None = None,
 ) -> Success | Failure:
+    """`prior`: a first attempt already made elsewhere (the fast path's callback mode)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + route.timeouts.total_ms / 1000.0
+    if deadline is None:
+        deadline = loop.time() + route.timeouts.total_ms / 1000.0
     pool = upstream.pool
     retries = upstream.config.retries
     can_retry = body is None and method in IDEMPOTENT_METHODS
     attempts = 1 + (retries.attempts if can_retry else 0)
-    tried: set[int] = set()
-    last: Failure | None = None
+    tried: set[int] = set() if prior is None else set(prior.exclude)
+    last: Failure | None = None if prior is None else prior.failure
     metrics = gateway.metrics
     name = upstream.config.name
-    for attempt in range(attempts):
+    for attempt in range(0 if prior is None else 1, attempts):
         is_retry = attempt > 0
         if is_retry:
             if not pool.retry_allowed() or loop.time() >= deadline:
@@ -150,6 +154,7 @@ async def forward(
         outcome = balancer.ERROR_5XX if status >= 500 else balancer.SUCCESS
         if status >= 500 and attempt + 1 < attempts and _retryable_status(status, retries.retry_on):
             pool.finish(ep, outcome, retry=is_retry)
+            last = Failure(status, "upstream_error", f"upstream answered {status}")
             if rhead.body is not None:
                 conn.finish()
             else:
@@ -158,6 +163,29 @@ async def forward(
         return Success(conn, rhead, pool, ep, outcome, is_retry, deadline)
     assert last is not None
     return last
+
+
+@dataclass(slots=True)
+class Prior:
+    exclude: set[int]
+    failure: Failure
+
+
+def failure_for(error: UpstreamError, endpoint: str) -> Failure:
+    status, code = _ERRORS.get(type(error), (502, "upstream_error"))
+    return Failure(status, code, str(error) or code, {"endpoint": endpoint})
+
+
+def outcome_of(error: UpstreamError) -> str:
+    return _outcome(error)
+
+
+def retryable_error(error: UpstreamError, retry_on: frozenset[str]) -> bool:
+    return _retryable_error(error, retry_on)
+
+
+def retryable_status(status: int, retry_on: frozenset[str]) -> bool:
+    return _retryable_status(status, retry_on)
 
 
 async def _exchange(

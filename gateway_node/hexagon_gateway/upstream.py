@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 
 MAX_HEAD_BYTES = 64 * 1024
 HIGH_WATER = 256 * 1024  # pause reading the upstream socket above this much unconsumed body
@@ -101,6 +102,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None
         self._error: UpstreamError | None = None
+        # Callback mode (fastpath.Express): called on every event instead of waking a future.
+        self.listener: Callable[[], None] | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -274,6 +277,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._wake()
 
     def _wake(self) -> None:
+        if self.listener is not None:
+            self.listener()
+            return
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -339,6 +345,14 @@ class UpstreamConnection(asyncio.Protocol):
         return data
 
     @property
+    def head(self) -> ResponseHead | None:
+        return self._head
+
+    @property
+    def error(self) -> UpstreamError | None:
+        return self._error
+
+    @property
     def reusable(self) -> bool:
         head = self._head
         return (
@@ -389,6 +403,14 @@ class EndpointPool:
         self.loop = asyncio.get_running_loop()
         self._idle: list[UpstreamConnection] = []
         self.opened = 0
+
+    def take_idle(self) -> UpstreamConnection | None:
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+        return None
 
     async def acquire(self, deadline: float) -> UpstreamConnection:
         idle = self._idle

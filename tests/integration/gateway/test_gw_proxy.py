@@ -253,3 +253,36 @@ async def test_hostile_requests_are_refused(
     assert up.hits == 0
     async with gw.session.get(f"{gw.url}/still-alive") as resp:
         assert resp.status == 200
+
+
+async def test_first_byte_timeout_on_a_pooled_connection(gateway: Start, upstreams: Ups) -> None:
+    """The second request finds an idle connection (callback mode); its timeout still holds."""
+    up = await upstreams("a")
+    doc = gateway_config({"a": [up.address]}, [
+        {"name": "r", "match": {"pathPrefix": "/"}, "upstream": "a",
+         "timeouts": {"firstByteMs": 200}}])  # fmt: skip
+    gw = await gateway(doc)
+    async with gw.session.get(f"{gw.url}/warm") as resp:
+        assert resp.status == 200
+    up.delay = 5.0
+    async with gw.session.get(f"{gw.url}/slow") as resp:
+        assert resp.status == 504
+        assert (await resp.json())["error"] == "upstream_timeout"
+    up.delay = 0.0
+    async with gw.session.get(f"{gw.url}/again") as resp:
+        assert resp.status == 200
+    assert gw.process.gateway.metrics.in_flight == 0
+
+
+async def test_closed_idle_connection_is_not_reused(gateway: Start, upstreams: Ups) -> None:
+    up = await upstreams("a")
+    gw = await gateway(gateway_config({"a": [up.address]}, [
+        {"name": "r", "match": {"pathPrefix": "/"}, "upstream": "a"}]))  # fmt: skip
+    async with gw.session.get(f"{gw.url}/warm", headers={"Connection": "keep-alive"}) as resp:
+        assert resp.status == 200
+    pool = gw.process.gateway.pools[("127.0.0.1", up.port)]
+    for conn in list(pool._idle):  # as if the upstream's keep-alive timer had fired
+        assert conn.transport is not None
+        conn.transport.abort()
+    async with gw.session.get(f"{gw.url}/after-close") as resp:
+        assert resp.status == 200
