@@ -4,7 +4,7 @@ PY := .venv/bin/python
 CLUSTER ?= dev
 export PATH := /var/cache/hexagon/bin:$(PATH)
 
-.PHONY: help venv testenv lint unit integration test e2e cluster-up cluster-down cluster-status bench demo clean
+.PHONY: help venv testenv lint unit integration test e2e cluster-up cluster-down cluster-status bench demo chart-crds clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ bench: testenv ## benchmarks (print figures, never assert times)
 
 demo: ## the quick start (arrives with the chart/e2e issue)
 	@echo "make demo arrives with the chart/e2e issue (#6); until then see README.md"; exit 1
+
+chart-crds: ## copy crds/ into the chart (a test fails when they differ)
+	cp crds/*.yaml charts/hexagon/crds/
 
 clean: ## remove the virtualenv and caches inside the repo
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache build *.egg-info

@@ -8,6 +8,7 @@ HEXAGON_BIN=$HEXAGON_CACHE/bin
 # 1.35+ refuses unless failCgroupV1 is false.
 K8S_VERSION=${K8S_VERSION:-v1.33.13}
 HELM_VERSION=${HELM_VERSION:-v3.16.4}
+COREDNS_VERSION=${COREDNS_VERSION:-v1.14.7}
 export PATH="$HEXAGON_BIN:$PATH"
 
 log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }

@@ -11,6 +11,7 @@ bash scripts/install-packages.sh
 bash scripts/venv.sh
 bash scripts/build-kubernetes.sh
 bash scripts/install-helm.sh
+bash scripts/install-coredns.sh
 log "base and pause images"
 .venv/bin/python -c 'from testenv import images; images.ensure_pause(); images.ensure_base()'
 log "test environment ready in $((SECONDS - start)) s"
@@ -23,6 +24,7 @@ printf '%-26s %s\n' \
   kube-proxy "$(kube-proxy --version | awk '{print $2}')" \
   kubectl "$("$HEXAGON_BIN/kubectl" version --client -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])')" \
   helm "$(helm version --short)" \
+  coredns "$(coredns -version | head -1 | cut -d- -f2)" \
   prometheus "$(prometheus --version 2>&1 | head -1 | awk '{print $3}')" \
   containerd "$(containerd --version | awk '{print $3}')" \
   runc "$(runc --version | head -1 | awk '{print $3}')" \

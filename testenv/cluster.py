@@ -111,5 +111,5 @@ class Cluster:
         live = set(procs.running(self.cp.state))
         names = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"]
         if self.node is not None:
-            names += ["containerd", "kubelet", "kube-proxy"]
+            names += ["containerd", "coredns", "kubelet", "kube-proxy"]
         return {n: n in live for n in names}

@@ -53,6 +53,8 @@ class Node:
             self._start_containerd()
         ca = Authority(self.cp.pki)
         self._credentials(ca)
+        if "coredns" not in live:
+            self._start_coredns()
         if "kubelet" not in live:
             self._start_kubelet(ca)
         if "kube-proxy" not in live:
@@ -70,6 +72,7 @@ class Node:
             self._drain_pods()
         procs.stop(self.cp.state, "kube-proxy")
         procs.stop(self.cp.state, "kubelet", timeout=20)
+        procs.stop(self.cp.state, "coredns")
         self._remove_leftover_containers()
         procs.stop(self.cp.state, "containerd", timeout=20)
         self._cleanup_network()
@@ -162,6 +165,37 @@ state = "{self.state / "containerd-state"}"
             ],
         }
 
+    # -- cluster DNS -----------------------------------------------------------------------
+    def _start_coredns(self) -> None:
+        """CoreDNS as a host process on the node address: Service and pod names resolve in
+        pods; nothing else does (there is no upstream resolver, pods reach nothing outside)."""
+        corefile = self.state / "Corefile"
+        # the admin identity is enough for a throwaway local cluster's DNS (read-only use)
+        corefile.write_text(
+            f""".:53 {{
+    bind {self.cp.host_ip}
+    errors
+    kubernetes cluster.local in-addr.arpa ip6.arpa {{
+        kubeconfig {self.cp.kubeconfig}
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }}
+    cache 5
+}}
+"""
+        )
+        procs.start("coredns", [binary("coredns"), "-conf", str(corefile)], state=self.cp.state)
+        procs.wait_until(
+            "coredns ready",
+            lambda: (
+                "coredns" in procs.running(self.cp.state)
+                and "CoreDNS-" in procs.log_tail(self.cp.state, "coredns")
+            ),
+            timeout=30,
+            state=self.cp.state,
+            component="coredns",
+        )
+
     # -- kubelet ---------------------------------------------------------------------------
     def _credentials(self, ca: Authority) -> None:
         node = ca.issue("node", cn=f"system:node:{NODE_NAME}", org="system:nodes")
@@ -217,6 +251,7 @@ state = "{self.state / "containerd-state"}"
                 "nodefs.inodesFree": "0%",
             },
             "clusterDomain": "cluster.local",
+            "clusterDNS": [self.cp.host_ip],
             "resolvConf": "",
             "maxPods": 110,
             "serializeImagePulls": False,

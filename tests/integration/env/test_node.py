@@ -81,7 +81,7 @@ def test_statefulset_pods_serve_http_on_pod_ips(kube_node: KubeHandle) -> None:
             assert resp.read().decode() == pod["metadata"]["name"]
 
 
-def test_pod_reaches_apiserver_through_kubernetes_service(kube_node: KubeHandle) -> None:
+def test_pod_resolves_and_reaches_apiserver_through_kubernetes_service(kube_node: KubeHandle) -> None:
     ns = kube_node.namespace("svc")
     kube_node.kubectl(
         "create",
@@ -96,7 +96,9 @@ def test_pod_reaches_apiserver_through_kubernetes_service(kube_node: KubeHandle)
         "import json, os, ssl, urllib.request\n"
         "sa = '/var/run/secrets/kubernetes.io/serviceaccount'\n"
         "ctx = ssl.create_default_context(cafile=sa + '/ca.crt')\n"
-        "host = os.environ['KUBERNETES_SERVICE_HOST']\n"
+        "import socket\n"
+        "host = 'kubernetes.default.svc'\n"
+        "print('resolved', socket.gethostbyname(host))\n"
         "ns = open(sa + '/namespace').read()\n"
         "req = urllib.request.Request(f'https://{host}/api/v1/namespaces/{ns}/pods',\n"
         "    headers={'Authorization': 'Bearer ' + open(sa + '/token').read()})\n"
@@ -132,4 +134,6 @@ def test_pod_reaches_apiserver_through_kubernetes_service(kube_node: KubeHandle)
         time.sleep(0.5)
     logs = kube_node.kubectl("logs", "client", "-n", ns, check=False)
     assert phase == "Succeeded", logs
-    assert "host 10.96.0.1 pods 1" in logs
+    # cluster DNS resolves the Service name, and the Service reaches the apiserver
+    assert "resolved 10.96.0.1" in logs
+    assert "host kubernetes.default.svc pods 1" in logs
