@@ -113,7 +113,9 @@ class Gateway:
                     metric = f"hexagon_gateway_{key}"
                     kind = "counter" if key.endswith("_total") else "gauge"
                     help_text = (
-                        "Per-route middleware state (breaker: 0 closed, 1 half-open, 2 open)."
+                        "Circuit breaker state per route: 0 closed, 1 half-open, 2 open."
+                        if key == "breaker_state"
+                        else f"Middleware value {key} per route (middlewares.snapshot)."
                     )
                     yield (metric, kind, help_text, ("route",), (name,), float(snap[key]))
 

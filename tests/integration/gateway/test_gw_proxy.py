@@ -222,6 +222,8 @@ async def test_middleware_route_runs_its_chain(gateway: Start, upstreams: Ups) -
     assert up.seen_headers[-1].get("x-request-id") == request_id, up.seen_headers[-1]
     async with gw.session.get(f"{gw.url}/big?bytes=100000") as resp:  # streamed through the chain
         assert len(await resp.read()) == 100000 and "X-Request-Id" in resp.headers
+    text = await gw.metrics()  # the chain's snapshot() is exported per route
+    assert 'hexagon_gateway_requestid_generated_total{hexagon_node="north"' in text
 
 
 @pytest.mark.parametrize(
