@@ -55,7 +55,11 @@ def _run_worker(args: argparse.Namespace, *, reuse_port: bool, index: int) -> No
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a locked dependency on Linux
         pass
-    asyncio.run(_serve(args, reuse_port=reuse_port, index=index))
+    try:
+        asyncio.run(_serve(args, reuse_port=reuse_port, index=index))
+    except OSError as exc:  # a port already taken, an address not on this host
+        log.error("cannot start", extra={"error": str(exc), "worker": index})
+        sys.exit(1)
 
 
 def _workers(path: str) -> int:
