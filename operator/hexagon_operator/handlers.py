@@ -20,6 +20,7 @@ import kopf
 from . import api, reconcile
 from .config import Settings
 from .gatewayclient import GatewayClient
+from .health import loop as heal_loop
 from .kube import Kube, KubeError
 
 MANAGED = {api.LABEL_MANAGED_BY: api.MANAGED_BY}
@@ -64,11 +65,15 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, logger: Any, **_
     kube = Kube.from_environment()
     gateway = GatewayClient(timeout_seconds=ours.push_timeout_seconds)
     memo.runtime = reconcile.Runtime(kube=kube, gateway=gateway, settings=ours)
+    # The fleet-wide heal loop and the operator's HTTP port (service discovery, metrics).
+    memo.healing = await heal_loop.start(memo.runtime)
 
 
 @kopf.on.cleanup()
 async def shutdown(memo: Any, **_: Any) -> None:
     runtime = _runtime(memo)
+    if getattr(memo, "healing", None) is not None:
+        await memo.healing.stop()
     await runtime.gateway.close()
     runtime.kube.close()
 
