@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from jwt import PyJWS
 from jwt.exceptions import InvalidTokenError
 
-from .jwt_core import ASYMMETRIC_ALGORITHMS, TokenError, bind_key
+from .jwt_core import ASYMMETRIC_ALGORITHMS, JWS, TokenError, bind_key
 
 # RFC 7638 section 3.2: the required members of each key type, in lexicographic order.
 _THUMBPRINT_MEMBERS = {
@@ -105,7 +104,7 @@ def verify_proof(
 ) -> None:
     """Accept the proof for this request or raise TokenError saying why not."""
     try:
-        header = PyJWS().get_unverified_header(proof)
+        header = JWS.get_unverified_header(proof)
     except InvalidTokenError as exc:
         raise TokenError("malformed DPoP proof") from exc
     if header.get("typ") != "dpop+jwt":
@@ -120,7 +119,7 @@ def verify_proof(
     if key is None:
         raise TokenError("DPoP key does not match its algorithm")
     try:
-        payload = json.loads(PyJWS().decode(proof, key=key, algorithms=[alg]))
+        payload = json.loads(JWS.decode(proof, key=key, algorithms=[alg]))
     except (InvalidTokenError, ValueError) as exc:
         raise TokenError("DPoP proof signature invalid") from exc
     if not isinstance(payload, dict):

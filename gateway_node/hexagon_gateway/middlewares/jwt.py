@@ -30,6 +30,7 @@ from .jwt_core import (
     SecretKeys,
     StaticJwks,
     TokenError,
+    VerifiedCache,
     verify_token,
 )
 from .schemas import OptionError
@@ -145,6 +146,9 @@ class JwtAuth:
         self._proof_policy = ProofPolicy(max_age=float(dpop_max_age_seconds))
         self._replay = ReplayCache(max_entries=100_000, clock=clock)
         self._wall_clock = wall_clock
+        self.verified = VerifiedCache(
+            ttl=min(60.0, jwks_cache_seconds), max_entries=10_000, clock=clock
+        )
         self._route = route_name
         self.accepted_total = 0
         self.rejected_total = 0
@@ -158,7 +162,9 @@ class JwtAuth:
             return self._challenge(None, f"missing {expected_scheme} token")
         now = self._wall_clock()
         try:
-            _, claims = await verify_token(token, policy=self.policy, keys=self.keys, now=now)
+            _, claims = await verify_token(
+                token, policy=self.policy, keys=self.keys, now=now, cache=self.verified
+            )
             if self.dpop:
                 self._check_dpop(request, token=token, claims=claims, now=now)
         except TokenError as exc:
@@ -213,6 +219,7 @@ class JwtAuth:
         stats = {
             "jwt_accepted_total": float(self.accepted_total),
             "jwt_rejected_total": float(self.rejected_total),
+            "jwt_cache_hits_total": float(self.verified.hits_total),
         }
         if self.jwks_cache is not None:
             stats["jwt_jwks_fetches_total"] = float(self.jwks_cache.fetches_total)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -36,6 +37,8 @@ _KEY_SHAPE: dict[str, tuple[str, frozenset[str | None]]] = {
 }
 # Token type headers that must never be accepted as access tokens (a DPoP proof, notably).
 _FORBIDDEN_TYP = frozenset({"dpop+jwt"})
+# One stateless instance: building a PyJWS per call re-reads the algorithm registry.
+JWS = PyJWS()
 
 
 class TokenError(Exception):
@@ -180,7 +183,7 @@ class Policy:
 def split_header(token: str) -> dict[str, Any]:
     """The unverified JOSE header, with the checks that need no key."""
     try:
-        header = PyJWS().get_unverified_header(token)
+        header = JWS.get_unverified_header(token)
     except InvalidTokenError as exc:
         raise TokenError("malformed token") from exc
     if str(header.get("typ", "")).lower() in _FORBIDDEN_TYP:
@@ -190,10 +193,9 @@ def split_header(token: str) -> dict[str, Any]:
 
 def verify_signature(token: str, *, keys: Sequence[PyJWK | bytes], alg: str) -> dict[str, Any]:
     """Payload of ``token`` if any key verifies it with ``alg``; TokenError otherwise."""
-    jws = PyJWS()
     for key in keys:
         try:
-            decoded = jws.decode_complete(token, key=key, algorithms=[alg])
+            decoded = JWS.decode_complete(token, key=key, algorithms=[alg])
         except InvalidTokenError:
             continue
         try:
@@ -276,10 +278,58 @@ class RemoteJwks:
         return list(keys.candidates(alg=alg, kid=kid))
 
 
+class VerifiedCache:
+    """Tokens whose signature was verified recently, so a client reusing its token (the common
+    case) does not pay for a signature check on every request.
+
+    Keyed by the whole token, signature included, so a hit proves the same bytes were verified
+    before; time-based claims are still checked on every hit. Entries live ``ttl`` seconds
+    (bounding how long a key removed from the JWKS keeps validating old tokens) and the table
+    holds at most ``max_entries`` (oldest evicted).
+    """
+
+    def __init__(self, *, ttl: float, max_entries: int, clock: Callable[[], float]) -> None:
+        self._ttl = ttl
+        self._max = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[float, dict[str, Any], dict[str, Any]]] = (
+            OrderedDict()
+        )
+        self.hits_total = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, token: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        if self._clock() >= entry[0]:
+            del self._entries[token]
+            return None
+        self.hits_total += 1
+        return entry[1], entry[2]
+
+    def put(self, token: str, header: dict[str, Any], claims: dict[str, Any]) -> None:
+        self._entries[token] = (self._clock() + self._ttl, header, claims)
+        if len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+
 async def verify_token(
-    token: str, *, policy: Policy, keys: KeySource, now: float
+    token: str,
+    *,
+    policy: Policy,
+    keys: KeySource,
+    now: float,
+    cache: VerifiedCache | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(header, claims) of an acceptable token; TokenError / KeysUnavailable otherwise."""
+    if cache is not None:
+        hit = cache.get(token)
+        if hit is not None:
+            check_claims(hit[1], policy=policy, now=now)
+            return hit
     header = split_header(token)
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in policy.algorithms:
@@ -292,4 +342,6 @@ async def verify_token(
         raise TokenError("unknown key id" if kid is not None else "no key for algorithm")
     claims = verify_signature(token, keys=candidates, alg=alg)
     check_claims(claims, policy=policy, now=now)
+    if cache is not None:
+        cache.put(token, header, claims)
     return header, claims

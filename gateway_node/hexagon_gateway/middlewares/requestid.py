@@ -75,6 +75,6 @@ class RequestId:
 def _copy_back(inner: web.Request, outer: web.Request) -> None:
     """Keys set on the clone by inner middlewares (say ``hexagon.upstream`` from canary) become
     visible to outer middlewares and to the core, which only hold the original request."""
-    for key, value in inner.items():
-        if isinstance(key, str) and key.startswith("hexagon.") and outer.get(key) is not value:
-            outer[key] = value
+    for key in inner:
+        if isinstance(key, str) and key.startswith("hexagon."):
+            outer[key] = inner[key]
