@@ -117,6 +117,7 @@ async def reconcile(rt: Runtime, body: Mapping[str, Any]) -> None:
     annotations = (body.get("metadata") or {}).get("annotations") or {}
     doc = resources.render_config(ref, spec, weights=status.get("weights") or {})
     revision = config_revision(doc)
+    log.info("reconciling %s/%s generation %d", ref.namespace, ref.name, ref.generation)
     async with rt.lock(key):
         step = "admin-token Secret"
         try:
@@ -169,6 +170,14 @@ async def push_config(
         return []
     targets = [Target(pod=name, ip=pods.pod_ip(p)) for name, p in due.items()]
     results = await rt.gateway.push_all(targets, token=token, document=document)
+    log.info(
+        "pushed config %s of %s/%s to %d pods: %s",
+        revision,
+        ref.namespace,
+        ref.name,
+        len(results),
+        ", ".join(f"{r.pod}={r.status} in {r.seconds * 1000:.0f} ms" for r in results),
+    )
     rejected = rt.rejected.setdefault((ref.namespace, ref.name), {})
     for r in results:
         if r.ok:

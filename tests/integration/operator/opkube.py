@@ -59,8 +59,13 @@ def get_json(kubeconfig: Path | str, *args: str) -> dict[str, Any] | None:
 
 def install_crd(kubeconfig: Path | str) -> None:
     kubectl_ok(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    kubectl_ok(kubeconfig, "wait", "--for=condition=Established", "--timeout=60s",
-               "crd/hexagonnodes.hexagon.dev")  # fmt: skip
+
+    def established() -> bool:
+        crd = get_json(kubeconfig, "crd", "hexagonnodes.hexagon.dev") or {}
+        conditions = (crd.get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+    wait_for(established, what="the HexagonNode CRD to be Established", timeout=60)
 
 
 def wait_for(probe: Callable[[], T | None], *, what: str, timeout: float = 120) -> T:
