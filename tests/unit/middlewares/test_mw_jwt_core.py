@@ -22,6 +22,7 @@ from hexagon_gateway.middlewares.jwt_core import (
     SecretKeys,
     StaticJwks,
     TokenError,
+    VerifiedCache,
     verify_token,
 )
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
@@ -336,3 +337,38 @@ async def test_concurrent_misses_share_one_fetch() -> None:
     results = await asyncio.gather(*waiters)
     assert idp.calls == 1
     assert all(len(keys) == 1 for keys in results)
+
+
+class CountingKeys:
+    def __init__(self) -> None:
+        self.inner = StaticJwks(KeySet(JWKS))
+        self.calls = 0
+
+    async def candidates(self, *, alg: str, kid: str | None) -> list[Any]:
+        self.calls += 1
+        return await self.inner.candidates(alg=alg, kid=kid)
+
+
+async def test_verified_cache_skips_signature_but_not_time_checks() -> None:
+    clock, keys = Clock(), CountingKeys()
+    cache = VerifiedCache(ttl=60, max_entries=10, clock=clock)
+    short = sign(claims(exp=NOW + 100))
+    for _ in range(3):
+        await verify_token(short, policy=POLICY, keys=keys, now=NOW, cache=cache)
+    assert (keys.calls, cache.hits_total) == (1, 2)
+    with pytest.raises(TokenError, match="token expired"):
+        await verify_token(short, policy=POLICY, keys=keys, now=NOW + 200, cache=cache)
+    clock.now += 60  # entry outlived its ttl: verified again from scratch
+    await verify_token(short, policy=POLICY, keys=keys, now=NOW, cache=cache)
+    assert keys.calls == 2
+
+
+async def test_verified_cache_holds_only_accepted_tokens_and_is_bounded() -> None:
+    cache = VerifiedCache(ttl=60, max_entries=2, clock=Clock())
+    keys = StaticJwks(KeySet(JWKS))
+    with pytest.raises(TokenError):
+        await verify_token(tamper_signature(GOOD), policy=POLICY, keys=keys, now=NOW, cache=cache)
+    assert len(cache) == 0
+    for sub in ("a", "b", "c"):
+        await verify_token(sign(claims(sub=sub)), policy=POLICY, keys=keys, now=NOW, cache=cache)
+    assert len(cache) == 2
