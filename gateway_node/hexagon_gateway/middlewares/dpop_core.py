@@ -41,7 +41,7 @@ def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
     """RFC 7638 SHA-256 thumbprint, base64url without padding."""
     members = _THUMBPRINT_MEMBERS.get(str(jwk.get("kty")))
     if members is None or any(not isinstance(jwk.get(m), str) for m in members):
-        raise TokenError("unsupported DPoP key")
+        raise ProofError("unsupported DPoP key")
     canonical = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
     return b64url(hashlib.sha256(canonical.encode("utf-8")).digest())
 
@@ -56,6 +56,10 @@ def normalize_htu(url: str) -> str:
     port = parts.port
     netloc = host if port is None or _DEFAULT_PORTS.get(scheme) == port else f"{host}:{port}"
     return urlunsplit((scheme, netloc, parts.path or "/", "", ""))
+
+
+class ProofError(TokenError):
+    """The DPoP proof (not the access token) is unacceptable: ``invalid_dpop_proof``."""
 
 
 class ReplayCache:
@@ -102,45 +106,45 @@ def verify_proof(
     replay: ReplayCache,
     now: float,
 ) -> None:
-    """Accept the proof for this request or raise TokenError saying why not."""
+    """Accept the proof for this request or raise ProofError saying why not."""
     try:
         header = JWS.get_unverified_header(proof)
     except InvalidTokenError as exc:
-        raise TokenError("malformed DPoP proof") from exc
+        raise ProofError("malformed DPoP proof") from exc
     if header.get("typ") != "dpop+jwt":
-        raise TokenError("DPoP proof typ must be dpop+jwt")
+        raise ProofError("DPoP proof typ must be dpop+jwt")
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in policy.algorithms or alg not in ASYMMETRIC_ALGORITHMS:
-        raise TokenError("DPoP proof algorithm not allowed")
+        raise ProofError("DPoP proof algorithm not allowed")
     jwk = header.get("jwk")
     if not isinstance(jwk, dict) or _PRIVATE_MEMBERS & jwk.keys():
-        raise TokenError("DPoP proof must carry a public jwk")
+        raise ProofError("DPoP proof must carry a public jwk")
     key = bind_key(jwk, alg)
     if key is None:
-        raise TokenError("DPoP key does not match its algorithm")
+        raise ProofError("DPoP key does not match its algorithm")
     try:
         payload = json.loads(JWS.decode(proof, key=key, algorithms=[alg]))
     except (InvalidTokenError, ValueError) as exc:
-        raise TokenError("DPoP proof signature invalid") from exc
+        raise ProofError("DPoP proof signature invalid") from exc
     if not isinstance(payload, dict):
-        raise TokenError("malformed DPoP proof")
+        raise ProofError("malformed DPoP proof")
     if jwk_thumbprint(jwk) != jkt:
-        raise TokenError("DPoP key does not match the token binding")
+        raise ProofError("DPoP key does not match the token binding")
     if payload.get("htm") != method:
-        raise TokenError("DPoP htm mismatch")
+        raise ProofError("DPoP htm mismatch")
     htu = payload.get("htu")
     if not isinstance(htu, str) or normalize_htu(htu) != normalize_htu(url):
-        raise TokenError("DPoP htu mismatch")
+        raise ProofError("DPoP htu mismatch")
     expected_ath = b64url(hashlib.sha256(access_token.encode("ascii")).digest())
     if payload.get("ath") != expected_ath:
-        raise TokenError("DPoP ath mismatch")
+        raise ProofError("DPoP ath mismatch")
     iat = payload.get("iat")
     if isinstance(iat, bool) or not isinstance(iat, int | float) or not math.isfinite(iat):
-        raise TokenError("DPoP proof iat missing")
+        raise ProofError("DPoP proof iat missing")
     if iat > now + policy.leeway or iat < now - policy.max_age:
-        raise TokenError("DPoP proof not fresh")
+        raise ProofError("DPoP proof not fresh")
     jti = payload.get("jti")
     if not isinstance(jti, str) or not 0 < len(jti) <= 256:
-        raise TokenError("DPoP proof jti missing")
+        raise ProofError("DPoP proof jti missing")
     if not replay.check_and_add(jti, ttl=policy.max_age + policy.leeway):
-        raise TokenError("DPoP proof replayed")
+        raise ProofError("DPoP proof replayed")

@@ -17,7 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from ._http import json_error
-from .dpop_core import ProofPolicy, ReplayCache, verify_proof
+from .dpop_core import ProofError, ProofPolicy, ReplayCache, verify_proof
 from .jwt_core import (
     ASYMMETRIC_ALGORITHMS,
     SYMMETRIC_ALGORITHMS,
@@ -169,7 +169,9 @@ class JwtAuth:
                 self._check_dpop(request, token=token, claims=claims, now=now)
         except TokenError as exc:
             self.rejected_total += 1
-            return self._challenge("invalid_token", str(exc))
+            # RFC 9449 section 7.1 tells a bad proof apart from a bad token.
+            code = "invalid_dpop_proof" if isinstance(exc, ProofError) else "invalid_token"
+            return self._challenge(code, str(exc))
         except KeysUnavailable:
             self.rejected_total += 1
             return json_error(
@@ -186,7 +188,7 @@ class JwtAuth:
     ) -> None:
         proofs = request.headers.getall("DPoP", [])
         if len(proofs) != 1:
-            raise TokenError("exactly one DPoP proof header required")
+            raise ProofError("exactly one DPoP proof header required")
         cnf = claims.get("cnf")
         jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
         if not isinstance(jkt, str):

@@ -15,13 +15,11 @@ import json
 import math
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from jwt import PyJWK, PyJWS
 from jwt.exceptions import InvalidTokenError, PyJWKError
-
-WallClock = Callable[[], float]
 
 ASYMMETRIC_ALGORITHMS = (
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
@@ -177,7 +175,7 @@ class Policy:
     issuer: str | None = None
     audiences: tuple[str, ...] = ()
     leeway: float = 30.0
-    required_claims: tuple[str, ...] = field(default=("exp",))
+    required_claims: tuple[str, ...] = ("exp",)
 
 
 def split_header(token: str) -> dict[str, Any]:

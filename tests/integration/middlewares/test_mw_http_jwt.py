@@ -242,7 +242,7 @@ async def test_dpop_bound_token_needs_a_fresh_proof_from_the_bound_key() -> None
         assert (status, body["claims"]["sub"]) == (200, "alice")
         status, response_headers, body = await call(url, method="POST", headers=headers)
         assert (status, body["error_description"]) == (401, "DPoP proof replayed")
-        assert response_headers["WWW-Authenticate"].startswith('DPoP error="invalid_token"')
+        assert response_headers["WWW-Authenticate"].startswith('DPoP error="invalid_dpop_proof"')
         wrong_method = {"Authorization": f"DPoP {access}", "DPoP": dpop_proof("GET", url, access)}
         status, _, body = await call(url, method="POST", headers=wrong_method)
         assert (status, body["error_description"]) == (401, "DPoP htm mismatch")
