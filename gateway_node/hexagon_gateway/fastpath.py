@@ -141,10 +141,15 @@ class FastProtocol(asyncio.Protocol):
                 self._pause_reading()
             self._wake()
             return
-        self._buf += data
         if not self.busy:
-            self._next()
-        elif len(self._buf) > _HIGH_WATER:  # pipelined requests pile up while we work
+            if self._buf:
+                self._buf += data
+                self._next()
+            else:
+                self._next(data)  # the usual case: a whole head in one read, no copy
+            return
+        self._buf += data
+        if len(self._buf) > _HIGH_WATER:  # pipelined requests pile up while we work
             self._pause_reading()
 
     def _pause_reading(self) -> None:
@@ -167,16 +172,19 @@ class FastProtocol(asyncio.Protocol):
             self.transport.close()
 
     # -- request head ---------------------------------------------------------------------
-    def _next(self) -> None:
-        buf = self._buf
-        end = buf.find(b"\r\n\r\n")
+    def _next(self, src: bytes | None = None) -> None:
+        if src is None:
+            src = bytes(self._buf)
+            self._buf.clear()
+        end = src.find(b"\r\n\r\n")
         if end < 0:
-            if len(buf) > 65536 or (buf and not buf[:1].isalpha()):
+            self._buf += src
+            if len(src) > 65536 or not src[:1].isalpha():
                 self._handoff()
             return
-        head = bytes(buf[:end])
+        head = src[:end]
         if head.count(b"\n") != head.count(b"\r\n") or head.count(b"\r") != head.count(b"\n"):
-            self._handoff()
+            self._handoff(src)
             return
         lines = head.split(b"\r\n")
         parts = lines[0].split(b" ")
@@ -186,7 +194,7 @@ class FastProtocol(asyncio.Protocol):
             or parts[0] not in _METHODS
             or not parts[1].startswith(b"/")
         ):
-            self._handoff()
+            self._handoff(src)
             return
         headers: list[tuple[bytes, bytes]] = []
         hmap: dict[bytes, bytes] = {}
@@ -194,27 +202,27 @@ class FastProtocol(asyncio.Protocol):
             colon = line.find(b":")
             name = line[:colon]
             if colon <= 0 or name != name.strip() or b" " in name or b"\t" in name:
-                self._handoff()
+                self._handoff(src)
                 return
             lname = name.lower()
             value = line[colon + 1 :].strip(b" \t")
             if lname in hmap and lname in (b"content-length", b"host"):
-                self._handoff()
+                self._handoff(src)
                 return
             headers.append((name, value))
             hmap.setdefault(lname, value)
         if b"host" not in hmap:
-            self._handoff()
+            self._handoff(src)
             return
         for name in _HANDOFF_HEADERS:
             if name in hmap:
-                self._handoff()
+                self._handoff(src)
                 return
         length = 0
         cl = hmap.get(b"content-length")
         if cl is not None:
             if not cl.isdigit() or len(cl) > 15:
-                self._handoff()
+                self._handoff(src)
                 return
             length = int(cl)
         runtime = self.front.gateway.runtime
@@ -233,22 +241,24 @@ class FastProtocol(asyncio.Protocol):
             if match is not None:
                 route = match.target
                 if route.chain:  # middlewares speak web.Request: aiohttp takes this connection
-                    self._handoff()
+                    self._handoff(src)
                     return
                 if route.route.strip_prefix:
                     from hexagon_gateway.routing import strip_prefix
 
                     npath = strip_prefix(npath, match.prefix)
-        del buf[: end + 4]
+        rest = src[end + 4 :]
         self.busy = True
         keep_alive = b"close" not in hmap.get(b"connection", b"").lower()
         if length:
-            take = min(length, len(buf))
+            take = min(length, len(rest))
             if take:
-                self._body.append(bytes(buf[:take]))
+                self._body.append(rest[:take])
                 self._body_buffered += take
-                del buf[:take]
+                rest = rest[take:]
             self._body_left = length - take
+        if rest:  # pipelined requests wait for this one to finish
+            self._buf += rest
         if (
             route is not None
             and not length
@@ -313,14 +323,14 @@ class FastProtocol(asyncio.Protocol):
         conn.send(head, head_only=method == "HEAD")
         return True
 
-    def _handoff(self) -> None:
+    def _handoff(self, pending: bytes = b"") -> None:
         transport = self.transport
         if transport is None or self.lost:
             return
         self.front.conns.discard(self)
         self.front.handoffs += 1
         self._resume_reading()
-        data = bytes(self._buf)
+        data = bytes(self._buf) + pending
         self._buf.clear()
         handler = self.front.fallback()
         transport.set_protocol(handler)

@@ -131,8 +131,11 @@ class UpstreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         state = self._state
         if state == _HEAD:
-            self._buf += data
-            self._parse_head()
+            if self._buf:
+                self._buf += data
+                data = bytes(self._buf)
+                self._buf.clear()
+            self._parse_head(data)
         elif state == _LENGTH:
             self._feed_length(data)
         elif state in (_CHUNKED, _TRAILERS):
@@ -144,16 +147,17 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
 
     # -- parsing ----------------------------------------------------------------------
-    def _parse_head(self) -> None:
-        buf = self._buf
-        end = buf.find(b"\r\n\r\n")
+    def _parse_head(self, src: bytes) -> None:
+        # Parsed straight from the received bytes: a whole response usually arrives at once.
+        end = src.find(b"\r\n\r\n")
         if end < 0:
-            if len(buf) > MAX_HEAD_BYTES:
+            if len(src) > MAX_HEAD_BYTES:
                 self._fail(ResetError("upstream response head too large"))
+            else:
+                self._buf += src
             return
-        lines = bytes(buf[:end]).split(b"\r\n")
-        rest = bytes(buf[end + 4 :])
-        buf.clear()
+        lines = src[:end].split(b"\r\n")
+        rest = src[end + 4 :]
         parts = lines[0].split(b" ", 2)
         try:
             status = int(parts[1])
@@ -161,9 +165,8 @@ class UpstreamConnection(asyncio.Protocol):
             self._fail(ResetError(f"bad upstream status line {lines[0][:80]!r}"))
             return
         if 100 <= status < 200 and status != 101:  # interim response: wait for the real one
-            self._buf += rest
             if rest:
-                self._parse_head()
+                self._parse_head(rest)
             return
         keep_alive = parts[0] == b"HTTP/1.1"
         length: int | None = None
@@ -174,7 +177,7 @@ class UpstreamConnection(asyncio.Protocol):
             colon = line.find(b":")
             if colon <= 0:
                 continue
-            lname = line[:colon].strip().lower()
+            lname = line[:colon].lower()
             raw.append((lname, line))
             if lname in _FRAMING:
                 value = line[colon + 1 :].strip().lower()
