@@ -53,16 +53,13 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, logger: Any, **_
     settings.peering.mandatory = not ours.standalone
     settings.peering.name = ours.peering_name
     settings.peering.clusterwide = not ours.namespaces
-    if not ours.standalone:
-        kind = "KopfPeering in each watched namespace" if ours.namespaces else "ClusterKopfPeering"
-        logger.info(
-            f"peering {ours.peering_name!r} is mandatory: handlers stay paused until a {kind} "
-            f"named {ours.peering_name!r} exists (crds/kopfpeerings.kopf.dev.yaml); "
-            "use --standalone to run without peering"
-        )
     # Our own Events carry specific reasons; kopf's per-handler log Events would only add noise.
     settings.posting.level = logging.WARNING
     kube = Kube.from_environment()
+    if not ours.standalone:
+        problem = await kube.ensure_peering(name=ours.peering_name, namespaces=ours.namespaces)
+        if problem:
+            logger.error(f"peering is mandatory and handlers stay paused: {problem}")
     gateway = GatewayClient(timeout_seconds=ours.push_timeout_seconds)
     memo.runtime = reconcile.Runtime(kube=kube, gateway=gateway, settings=ours)
     # The fleet-wide heal loop and the operator's HTTP port (service discovery, metrics).

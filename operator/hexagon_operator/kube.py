@@ -235,6 +235,30 @@ class Kube:
         url = path(api.API_VERSION, api.KIND, namespace, name)
         await self.request("PATCH", url, body=body, content_type=MERGE)
 
+    async def ensure_peering(self, *, name: str, namespaces: tuple[str, ...]) -> str:
+        """Create kopf's peering object(s) if missing, so mandatory peering never leaves the
+        operator paused for want of an object nobody created. Returns a problem to report,
+        or "" when the objects exist."""
+        body = {"apiVersion": "kopf.dev/v1", "metadata": {"name": name}}
+        urls = (
+            [("ClusterKopfPeering", "/apis/kopf.dev/v1/clusterkopfpeerings")]
+            if not namespaces
+            else [
+                ("KopfPeering", f"/apis/kopf.dev/v1/namespaces/{ns}/kopfpeerings")
+                for ns in namespaces
+            ]
+        )
+        for kind, url in urls:
+            try:
+                await self.request("POST", url, body={**body, "kind": kind})
+            except Conflict:
+                continue
+            except KubeError as exc:
+                return (
+                    f"cannot create {kind} {name}: {exc} (install crds/kopfpeerings.kopf.dev.yaml)"
+                )
+        return ""
+
     # -- events ------------------------------------------------------------------------------
 
     async def emit_event(

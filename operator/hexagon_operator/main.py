@@ -51,11 +51,18 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=[],
         help="watch only this namespace (repeatable); default: cluster-wide",
     )
-    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        type=str.lower,
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default info)",
+    )
+    parser.add_argument("--verbose", action="store_true", help="debug logging (--log-level debug)")
     return parser.parse_args(argv)
 
 
-def setup_logging(settings: Settings, *, verbose: bool) -> None:
+def setup_logging(settings: Settings, *, level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if settings.log_json:
         handler.setFormatter(JsonFormatter())
@@ -63,7 +70,7 @@ def setup_logging(settings: Settings, *, verbose: bool) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.setLevel(getattr(logging, level.upper()))
     # The kubernetes client logs every request at DEBUG; keep it quiet even when verbose.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
 
@@ -78,9 +85,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings = replace(settings, standalone=True)
     if args.namespace:
         settings = replace(settings, namespaces=tuple(args.namespace))
-    setup_logging(settings, verbose=args.verbose)
+    level = "debug" if args.verbose else args.log_level
     kopf.configure(verbose=False)  # kopf's own logging setup would replace ours otherwise
-    setup_logging(settings, verbose=args.verbose)
+    setup_logging(settings, level=level)
     kopf.run(
         standalone=settings.standalone,
         peering_name=None if settings.standalone else settings.peering_name,

@@ -93,6 +93,8 @@ def running_operator(
         **os.environ,
         "KUBECONFIG": str(kubeconfig),
         "HEXAGON_LOG_JSON": "0",
+        # Concurrent test operators must not race for the operator's HTTP port.
+        "HEXAGON_SD_PORT": "0",
         **(env or {}),
     }
     with log.open("wb") as out:
