@@ -288,3 +288,23 @@ async def test_closed_idle_connection_is_not_reused(gateway: Start, upstreams: U
         conn.transport.abort()
     async with gw.session.get(f"{gw.url}/after-close") as resp:
         assert resp.status == 200
+
+
+async def test_pipelined_requests_answered_in_order(gateway: Start, upstreams: Ups) -> None:
+    up = await upstreams("a")
+    gw = await gateway(gateway_config({"a": [up.address]}, [
+        {"name": "r", "match": {"pathPrefix": "/"}, "upstream": "a"}]))  # fmt: skip
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.process.data_port)
+    writer.write(
+        b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"POST /two HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+        b"GET /three HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    await writer.drain()
+    data = await reader.read()  # until the gateway closes after the third response
+    writer.close()
+    paths = [p for p in (b"/one", b"/two", b"/three") if p in data]
+    assert paths == [b"/one", b"/two", b"/three"]
+    assert data.index(b"/one") < data.index(b"/two") < data.index(b"/three")
+    assert data.count(b"HTTP/1.1 200 OK") == 3
+    assert b'"len": 3' in data
