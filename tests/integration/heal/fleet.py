@@ -274,11 +274,19 @@ class Traffic:
     second, concurrent, each bounded by ``timeout``), in a background thread. Targets come
     from the operator's SD list, so respawned pods get traffic as soon as they are listed."""
 
-    def __init__(self, sd_url: str, *, rate: float = 10.0, timeout: float = 3.0) -> None:
+    def __init__(
+        self,
+        sd_url: str,
+        *,
+        rate: float = 10.0,
+        timeout: float = 3.0,
+        fixed: list[str] | None = None,
+    ) -> None:
         self.sd_url = sd_url
         self.rate = rate
         self.timeout = timeout
-        self.results: list[tuple[float, str, int]] = []  # (time, ip, status; 0 = error)
+        self.fixed = fixed  # fixed addresses (a Service's ClusterIP) instead of the SD list
+        self.results: list[tuple[float, str, int]] = []  # (sent at, ip, status; 0 = error)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._main, daemon=True)
 
@@ -303,7 +311,9 @@ class Traffic:
             tasks: set[asyncio.Task[None]] = set()
             while not self._stop.is_set():
                 now = time.monotonic()
-                if now - refreshed > 1.0:
+                if self.fixed is not None:
+                    ips = self.fixed
+                elif now - refreshed > 1.0:
                     refreshed = now
                     status, body = await asyncio.to_thread(http, "GET", self.sd_url)
                     if status == 200:
@@ -318,11 +328,12 @@ class Traffic:
 
     async def _one(self, session: Any, ip: str) -> None:
         status = 0
+        sent = time.time()
         with contextlib.suppress(Exception):
             async with session.get(f"http://{ip}:{DATA}/traffic") as resp:
                 await resp.read()
                 status = resp.status
-        self.results.append((time.time(), ip, status))
+        self.results.append((sent, ip, status))
 
 
 @contextlib.contextmanager
