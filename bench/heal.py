@@ -151,8 +151,9 @@ def main(argv: list[str] | None = None) -> int:
             f"1 s scrape, 1 s poll, {args.replicas} pods, {args.rate:g} req/s through the "
             f"Service, {args.rounds} round(s), medians:"
         )
-        print(f"client_error_window_seconds={med['error_window_seconds']:.2f} "
-              f"(failed {med['failed_requests']:.0f} of {med['requests_after_fault']:.0f})")  # fmt: skip
+        failed, sent = med["failed_requests"], med["requests_after_fault"]
+        window = med["error_window_seconds"]
+        print(f"client_error_window_seconds={window:.2f} (failed {failed:.0f} of {sent:.0f})")
         print(f"fault_to_breach_onset_seconds={med['fault_to_onset_seconds']:.2f}")
         print(f"isolation_seconds={med['isolation_seconds']:.2f}")
         print(f"respawn_seconds={med['respawn_seconds']:.2f}")
