@@ -19,37 +19,24 @@ so the fast path never forwards anything a strict parser would reject.
 from __future__ import annotations
 
 import asyncio
-import http
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from hexagon_gateway.answer import HIGH_WATER, Answering
 from hexagon_gateway.config import IDEMPOTENT_METHODS
-from hexagon_gateway.express import Express, Resume
-from hexagon_gateway.forward import Failure, Success, forward
-from hexagon_gateway.headers import request_head, response_lines
+from hexagon_gateway.express import Express
+from hexagon_gateway.headers import request_head
 from hexagon_gateway.routing import normalize_path
 from hexagon_gateway.runtime import Gateway, RouteRuntime
-from hexagon_gateway.upstream import ResponseHead, UpstreamConnection, UpstreamError
 
 log = logging.getLogger("hexagon_gateway.fastpath")
 
 _METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS"})
 _HANDOFF_HEADERS = (b"transfer-encoding", b"upgrade", b"expect")
-_HIGH_WATER = 256 * 1024
 _KEEPALIVE_SECONDS = 75.0
-_REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
-
-
-def _json_reply(status: int, body: bytes, *, close: bool) -> bytes:
-    head = b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n" % (
-        status,
-        _REASONS.get(status, b"Error"),
-        len(body),
-    )
-    return head + (b"Connection: close\r\n\r\n" if close else b"\r\n") + body
 
 
 class FastFront:
@@ -88,7 +75,7 @@ class FastFront:
             conn.close()
 
 
-class FastProtocol(asyncio.Protocol):
+class FastProtocol(Answering, asyncio.Protocol):
     def __init__(self, front: FastFront) -> None:
         self.front = front
         self.loop = asyncio.get_running_loop()
@@ -137,7 +124,7 @@ class FastProtocol(asyncio.Protocol):
             self._body_left = left - len(data)
             self._body.append(data)
             self._body_buffered += len(data)
-            if self._body_buffered > _HIGH_WATER:
+            if self._body_buffered > HIGH_WATER:
                 self._pause_reading()
             self._wake()
             return
@@ -149,7 +136,7 @@ class FastProtocol(asyncio.Protocol):
                 self._next(data)  # the usual case: a whole head in one read, no copy
             return
         self._buf += data
-        if len(self._buf) > _HIGH_WATER:  # pipelined requests pile up while we work
+        if len(self._buf) > HIGH_WATER:  # pipelined requests pile up while we work
             self._pause_reading()
 
     def _pause_reading(self) -> None:
@@ -339,224 +326,3 @@ class FastProtocol(asyncio.Protocol):
             handler.data_received(data)
 
     # -- body reader for forward() --------------------------------------------------------
-    async def _read_body(self) -> bytes:
-        while not self._body:
-            if self._body_left == 0:
-                return b""
-            if self.lost:
-                raise ConnectionError("client went away while sending the body")
-            self._waiter = self.loop.create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        data = self._body.popleft()
-        self._body_buffered -= len(data)
-        if self._body_buffered < _HIGH_WATER // 4:
-            self._resume_reading()
-        return data
-
-    def _send(self, data: bytes) -> None:
-        transport = self.transport
-        if self.lost or transport is None or transport.is_closing():
-            raise ConnectionError("client went away")
-        transport.write(data)
-
-    async def _write(self, data: bytes) -> None:
-        self._send(data)
-        if self._write_paused:
-            self._drain = self.loop.create_future()
-            await self._drain
-
-    # -- one request ----------------------------------------------------------------------
-    async def serve(
-        self,
-        method: str,
-        path: str | None,
-        query: str,
-        headers: list[tuple[bytes, bytes]],
-        route: RouteRuntime | None,
-        keep_alive: bool,
-        length: int,
-        head_size: int,
-        resume: Resume | None = None,
-    ) -> None:
-        gateway = self.front.gateway
-        metrics = gateway.metrics
-        if resume is None:
-            metrics.in_flight += 1
-            start = time.perf_counter()
-        else:  # continuing what callback mode started (and counted)
-            start = resume.start
-        code, upstream_name = 500, ""
-        try:
-            code, upstream_name, keep_alive = await self._answer(
-                method, path, query, headers, route, keep_alive, length, head_size, resume
-            )
-        except ConnectionError:
-            code, keep_alive = 499, False  # the client went away (nginx's convention)
-        except UpstreamError:
-            code, keep_alive = 502, False
-        except Exception:
-            log.exception("unhandled error in the fast path")
-            keep_alive = False
-        finally:
-            metrics.in_flight -= 1
-            metrics.observe(
-                route=route.route.name if route is not None else "",
-                upstream=upstream_name,
-                code=code,
-                seconds=time.perf_counter() - start,
-            )
-            self.finish(keep_alive)
-
-    def send_failure(self, failure: Failure, *, keep_alive: bool) -> bool:
-        """Answer with a JSON error; returns whether the connection stays open."""
-        close = not keep_alive or bool(self._body_left)
-        self._send(_json_reply(failure.status, failure.body(), close=close))
-        return not close
-
-    def finish(self, keep_alive: bool) -> None:
-        self.busy = False
-        self.last_active = self.loop.time()
-        self._body.clear()
-        self._body_buffered = 0
-        if self._body_left or not keep_alive or self.front.closing:
-            self._body_left = 0
-            self.close()
-            return
-        self._resume_reading()
-        if self._buf and not self.lost:
-            self._next()
-
-    async def _answer(
-        self,
-        method: str,
-        path: str | None,
-        query: str,
-        headers: list[tuple[bytes, bytes]],
-        route: RouteRuntime | None,
-        keep_alive: bool,
-        length: int,
-        head_size: int,
-        resume: Resume | None,
-    ) -> tuple[int, str, bool]:
-        gateway = self.front.gateway
-        runtime = gateway.runtime
-
-        def fail(status: int, code: str, message: str) -> tuple[int, str, bool]:
-            return failure(Failure(status, code, message))
-
-        def failure(f: Failure) -> tuple[int, str, bool]:
-            return f.status, "", self.send_failure(f, keep_alive=keep_alive)
-
-        if runtime is None:
-            return fail(503, "no_config", "the gateway has no valid config yet")
-        faults = gateway.faults
-        if faults.active:
-            if faults.latency_ms:
-                await asyncio.sleep(faults.latency_ms / 1000.0)
-            if faults.should_fail():
-                return fail(faults.error_code, "injected_fault", "fault injection")
-        if head_size > runtime.config.limits.max_header_bytes:
-            keep_alive = False
-            return fail(431, "request_header_fields_too_large", "headers too large")
-        if path is None:
-            return fail(400, "bad_path", "the request path is not a valid origin-form path")
-        if route is None:
-            return fail(404, "no_route", f"no route matches {method} {path}")
-        if length > route.max_body:
-            keep_alive = False
-            return fail(413, "body_too_large", f"body exceeds {route.max_body} bytes")
-        upstream = runtime.upstreams.get(route.route.upstream)
-        if upstream is None:
-            return fail(502, "unknown_upstream", "upstream is not configured")
-        head = request_head(
-            method=method,
-            target=f"{path}?{query}" if query else path,
-            raw_headers=headers,
-            peer=self.peer,
-            trusted=self.peer in self.front.trusted(),
-            scheme="http",
-            chunked=False,
-        )
-        result = await forward(
-            gateway,
-            upstream,
-            route,
-            method=method,
-            head=head,
-            body=self._read_body if length else None,
-            chunked=False,
-            deadline=None if resume is None else resume.deadline,
-            prior=None if resume is None else resume.prior,
-        )
-        name = upstream.config.name
-        if isinstance(result, Failure):
-            status, _, keep = failure(result)
-            return status, name, keep
-        try:
-            return await self._relay(result, method, keep_alive), name, keep_alive
-        finally:
-            result.done()
-
-    def start_response(
-        self, conn: UpstreamConnection, rhead: ResponseHead, method: str, keep_alive: bool
-    ) -> tuple[int, bool]:
-        """Write the response head (and the body when it is already complete).
-
-        Returns (status, complete); not complete means the body must be streamed after it.
-        """
-        status = rhead.status
-        out = [b"HTTP/1.1 %d %s\r\n" % (status, rhead.reason.encode("latin-1"))]
-        for line in response_lines(rhead.raw, rhead.named):
-            out.append(line)
-            out.append(b"\r\n")
-        if not keep_alive:
-            out.append(b"Connection: close\r\n")
-        body = rhead.body
-        if method == "HEAD" or status in (204, 304) or status < 200:
-            if method == "HEAD" and rhead.length is not None:
-                out.append(b"Content-Length: %d\r\n" % rhead.length)
-            out.append(b"\r\n")
-            conn.finish()
-            self._send(b"".join(out))
-            return status, True
-        if body is not None:
-            out.append(b"Content-Length: %d\r\n\r\n" % len(body))
-            out.append(body)
-            conn.finish()
-            self._send(b"".join(out))
-            return status, True
-        if rhead.length is None:
-            out.append(b"Transfer-Encoding: chunked\r\n\r\n")
-        else:
-            out.append(b"Content-Length: %d\r\n\r\n" % rhead.length)
-        self._send(b"".join(out))
-        return status, False
-
-    async def stream_body(
-        self, conn: UpstreamConnection, rhead: ResponseHead, deadline: float
-    ) -> None:
-        chunked = rhead.length is None
-        try:
-            if self._write_paused:
-                await self._write(b"")
-            while True:
-                data = await conn.read(deadline)
-                if not data:
-                    break
-                await self._write(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
-            if chunked:
-                await self._write(b"0\r\n\r\n")
-        except (UpstreamError, ConnectionError):
-            conn.close()
-            self.close()  # headers are out: cutting the connection is the only honest signal
-            raise
-        conn.finish()
-
-    async def _relay(self, result: Success, method: str, keep_alive: bool) -> int:
-        status, complete = self.start_response(result.conn, result.head, method, keep_alive)
-        if not complete:
-            await self.stream_body(result.conn, result.head, result.deadline)
-        return status

@@ -19,8 +19,8 @@ from hexagon_gateway.balancer import Pool
 from hexagon_gateway.config import Config, ConfigError, Route, Timeouts, Upstream
 from hexagon_gateway.faults import FaultState
 from hexagon_gateway.metrics import Labels, Metrics, node_labels
+from hexagon_gateway.pool import EndpointPool
 from hexagon_gateway.routing import RouteSpec, RouteTable
-from hexagon_gateway.upstream import EndpointPool
 
 log = logging.getLogger("hexagon_gateway.runtime")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from hexagon_gateway.upstream import EndpointPool, ResetError, UpstreamConnection
+from hexagon_gateway.pool import EndpointPool
+from hexagon_gateway.upstream import ResetError, UpstreamConnection
 
 
 class Transport(asyncio.Transport):
