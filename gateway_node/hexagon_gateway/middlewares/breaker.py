@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from ._http import json_error
+from ._http import json_error, response_hooks
 from .breaker_core import Breaker, Clock, Rejection, Settings
 from .ratelimit_core import header_seconds
 from .schemas import OptionError
@@ -55,6 +55,7 @@ class CircuitBreaker:
             ),
             clock=clock,
         )
+        self._clock = clock
         self._route = route_name
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -62,6 +63,9 @@ class CircuitBreaker:
         if isinstance(ticket, Rejection):
             return self._reject(ticket)
         ok: bool | None = None
+        first_byte: list[float] = []
+        clock = self._clock
+        response_hooks(request).callbacks.append(lambda: first_byte.append(clock()))
         try:
             response = await handler(request)
             ok = response.status < 500
@@ -75,7 +79,7 @@ class CircuitBreaker:
             ok = False
             raise
         finally:
-            self.core.release(ticket, ok=ok)
+            self.core.release(ticket, ok=ok, first_byte=first_byte[0] if first_byte else None)
 
     def _reject(self, rejection: Rejection) -> web.Response:
         headers = {"x-hexagon-breaker": "open"}

@@ -132,14 +132,19 @@ class Breaker:
         self.inflight += 1
         return Ticket(self._epoch, now, probe=False)
 
-    def release(self, ticket: Ticket, *, ok: bool | None) -> None:
-        """Report the outcome: ok=True/False, or None when there is no verdict (cancelled)."""
+    def release(self, ticket: Ticket, *, ok: bool | None, first_byte: float | None = None) -> None:
+        """Report the outcome: ok=True/False, or None when there is no verdict (cancelled).
+
+        ``first_byte`` (clock time the response started) makes the latency sample the upstream's
+        time to first byte rather than the whole transfer to a possibly slow client.
+        """
         self.inflight -= 1
         now = self._clock()
         self._maybe_half_open(now)
         if ticket.epoch != self._epoch:
             return
-        slow = (now - ticket.started) * 1000.0 > self.settings.p99_ms
+        end = now if first_byte is None else min(now, first_byte)
+        slow = (end - ticket.started) * 1000.0 > self.settings.p99_ms
         if ticket.probe:
             self._probe_result(now, ok=ok, slow=slow)
         elif ok is not None:

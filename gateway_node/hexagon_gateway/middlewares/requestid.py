@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from multidict import CIMultiDict
 
-from ._http import finish, queued_headers
+from ._http import finish, response_hooks
 from .schemas import OptionError
 from .trace_core import new_request_id, next_hop, parse_traceparent, valid_request_id
 
@@ -44,7 +44,7 @@ class RequestId:
         upstream_trace = next_hop(incoming)
         request[REQUEST_ID_KEY] = request_id
         request[TRACEPARENT_KEY] = upstream_trace.header()
-        queued_headers(request).append((self.header, request_id))
+        response_hooks(request).headers.append((self.header, request_id))
 
         forwarded = CIMultiDict(headers)
         forwarded[self.header] = request_id

@@ -357,3 +357,29 @@ async def test_keys_set_behind_request_id_reach_the_core_request() -> None:
         await runner.cleanup()
     assert body["upstream"] == seen["upstream"] == "api-v2"
     assert seen["rid"] == headers["X-Request-Id"]
+
+
+def streaming_with_latency(clock: Clock) -> Handler:
+    """Upstream time to first byte ?ttfb=ms, then a client download taking ?download=ms."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        clock.now += int(request.query.get("ttfb", "1")) / 1000
+        response = web.StreamResponse()
+        await response.prepare(request)
+        clock.now += int(request.query.get("download", "0")) / 1000
+        await response.write(b'{"ok": true}')
+        await response.write_eof()
+        return response
+
+    return handler
+
+
+async def test_breaker_times_the_first_byte_of_streamed_responses() -> None:
+    clock = Clock()
+    chain = build_chain([BREAKER], route_name="r", clock=clock)
+    async with serving(chain, streaming_with_latency(clock)) as base:
+        for _ in range(5):
+            assert (await get(base, "/?ttfb=5&download=500"))[0] == 200
+        assert snapshot(chain)["breaker_state"] == 0  # slow clients, healthy upstream
+        assert (await get(base, "/?ttfb=500"))[0] == 200  # one slow first byte in six
+        assert snapshot(chain)["breaker_state"] == 2

@@ -40,14 +40,28 @@ Op = tuple[Any, ...]
 #   ("state", State)           assert the state
 #   ("acquire", name)          admit a request and keep its ticket (must be admitted)
 #   ("release", name, ok)      release a kept ticket now (ok: True, False or None = cancelled)
+#   ("first_byte", name)       the kept request's response starts now (time to first byte)
 #   ("reject", reason, secs)   the next request is refused for `reason`, retry-after `secs`
 TRIP = [("run", 9, 10, True), ("run", 1, 200, True), ("state", State.OPEN)]
 TO_HALF_OPEN = [("wait", 5), ("state", State.HALF_OPEN)]
 PROBES_OK = [("run", 2, 10, True), ("state", State.CLOSED)]
 
+SLOW_DOWNLOAD = [("acquire", "d"), ("wait", 0.05), ("first_byte", "d"), ("wait", 30)]
+SLOW_FIRST_BYTE = [("acquire", "d"), ("wait", 0.2), ("first_byte", "d"), ("wait", 0.01)]
+
 SCENARIOS = [
     pytest.param(BASE, TRIP, id="slow-share-over-1pct-trips"),
     pytest.param(BASE, [("run", 9, 500, True), ("state", State.CLOSED)], id="below-min-requests"),
+    pytest.param(
+        BASE,
+        [("run", 9, 10, True), *SLOW_DOWNLOAD, ("release", "d", True), ("state", State.CLOSED)],
+        id="slow-client-download-is-not-slow-upstream",
+    ),
+    pytest.param(
+        BASE,
+        [("run", 9, 10, True), *SLOW_FIRST_BYTE, ("release", "d", True), ("state", State.OPEN)],
+        id="slow-first-byte-counts",
+    ),
     pytest.param(
         replace(BASE, window_seconds=100, min_requests=10),
         [
@@ -214,6 +228,7 @@ def test_breaker_script(settings: Settings, script: list[Op]) -> None:
     clock = Clock()
     breaker = Breaker(settings, clock=clock)
     tickets: dict[str, Ticket] = {}
+    first_bytes: dict[str, float] = {}
     for step, op in enumerate(script):
         where = f"step {step}: {op}"
         match op:
@@ -232,7 +247,9 @@ def test_breaker_script(settings: Settings, script: list[Op]) -> None:
                 assert isinstance(ticket, Ticket), where
                 tickets[name] = ticket
             case ("release", str(name), ok):
-                breaker.release(tickets.pop(name), ok=ok)
+                breaker.release(tickets.pop(name), ok=ok, first_byte=first_bytes.pop(name, None))
+            case ("first_byte", str(name)):
+                first_bytes[name] = clock.now
             case ("reject", str(reason), seconds):
                 rejection = breaker.try_acquire()
                 assert isinstance(rejection, Rejection), where
