@@ -131,7 +131,7 @@ def ready_pod(name: str = "n-0") -> dict[str, Any]:
             "namespace": NS,
             "uid": f"uid-{name}",
             "labels": {api.LABEL_INSTANCE: "n", api.LABEL_TOPOLOGY: "t"},
-        },  # fmt: skip
+        },
         "spec": {"readinessGates": [{"conditionType": api.READINESS_GATE}]},
         "status": {
             "phase": "Running",
