@@ -97,27 +97,15 @@ class Healer:
         (merged into the current map), guarded by resourceVersion. True when written or
         already so; False when the node is gone or the write kept conflicting."""
         wanted = plan.status()
+        if not self._patch(run.body, plan, wanted, weights):
+            return True  # the object read this poll already says so: no read, no write
         for _ in range(STATUS_RETRIES):
             node = await self.rt.kube.get(
                 api.API_VERSION, api.KIND, namespace=run.namespace, name=run.name
             )
             if node is None:
                 return False
-            current = node.get("status") or {}
-            patch: dict[str, Any] = {k: v for k, v in wanted.items() if current.get(k) != v}
-            if weights:
-                merged = {
-                    **(current.get("weights") or {}),
-                    **{k: int(v) for k, v in weights.items()},
-                }
-                if merged != current.get("weights"):
-                    patch["weights"] = merged
-            conditions = _conditions(node, plan.conditions, now=self.rt.now())
-            if conditions != (current.get("conditions") or []):
-                patch["conditions"] = conditions
-                word = health(conditions)
-                if word != current.get("health"):
-                    patch["health"] = word
+            patch = self._patch(node, plan, wanted, weights)
             if not patch:
                 run.body = node
                 return True
@@ -136,6 +124,28 @@ class Healer:
             return True
         log.warning("heal status of %s/%s kept conflicting", run.namespace, run.name)
         return False
+
+    def _patch(
+        self,
+        node: Mapping[str, Any],
+        plan: NodePlan,
+        wanted: Mapping[str, Any],
+        weights: Mapping[str, int] | None,
+    ) -> dict[str, Any]:
+        """The merge patch that brings ``node``'s status to the plan (empty when it is so)."""
+        current = node.get("status") or {}
+        patch: dict[str, Any] = {k: v for k, v in wanted.items() if current.get(k) != v}
+        if weights:
+            merged = {**(current.get("weights") or {}), **{k: int(v) for k, v in weights.items()}}
+            if merged != current.get("weights"):
+                patch["weights"] = merged
+        conditions = _conditions(node, plan.conditions, now=self.rt.now())
+        if conditions != (current.get("conditions") or []):
+            patch["conditions"] = conditions
+            word = health(conditions)
+            if word != current.get("health"):
+                patch["health"] = word
+        return patch
 
     async def emit(self, run: NodeRun, events: Sequence[EmitEvent]) -> None:
         involved = {"apiVersion": api.API_VERSION, "kind": api.KIND, **run.body}
