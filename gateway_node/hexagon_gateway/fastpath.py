@@ -50,7 +50,6 @@ class FastFront:
         self.trusted = trusted  # callable returning the TrustedPeers of the live config
         self.conns: set[FastProtocol] = set()
         self.closing = False
-        self.handoffs = 0
 
     def __call__(self) -> FastProtocol:
         return FastProtocol(self)
@@ -315,7 +314,7 @@ class FastProtocol(Answering, asyncio.Protocol):
         if transport is None or self.lost:
             return
         self.front.conns.discard(self)
-        self.front.handoffs += 1
+        self.front.gateway.metrics.handoffs += 1
         self._resume_reading()
         data = bytes(self._buf) + pending
         self._buf.clear()

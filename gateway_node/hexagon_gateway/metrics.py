@@ -52,6 +52,7 @@ class Metrics:
         self.reloads = {"ok": 0, "failed": 0}
         self.upstream_errors: dict[tuple[str, str], int] = {}  # (upstream, kind)
         self.retries: dict[str, int] = {}
+        self.handoffs = 0  # connections the fast front end passed to aiohttp's server
         # Gauges computed at scrape time from live state (breakers, ejections, pools).
         self.collectors: list[Callable[[], Iterable[tuple[str, str, str, Labels, Labels, float]]]]
         self.collectors = []
@@ -121,6 +122,10 @@ class Metrics:
         family(name, "counter", "Retries of idempotent requests on another endpoint.")
         for upstream, n in sorted(self.retries.items()):
             out.append(f"{name}{self._labels(('upstream',), (upstream,))} {n}")
+
+        name = "hexagon_gateway_fastpath_handoffs_total"
+        family(name, "counter", "Connections handed from the fast front end to aiohttp's server.")
+        out.append(f"{name}{self._labels((), ())} {self.handoffs}")
 
         declared: set[str] = set()
         for collect in self.collectors:

@@ -31,7 +31,6 @@ PATH_KEY = "hexagon.path"
 QUERY_KEY = "hexagon.query"
 UPSTREAM_KEY = "hexagon.upstream"
 USED_UPSTREAM_KEY = "hexagon.upstream_used"
-_READ_CHUNK = 256 * 1024
 
 
 def json_error(status: int, code: str, message: str, **extra: Any) -> web.Response:
