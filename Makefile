@@ -4,7 +4,7 @@ PY := .venv/bin/python
 CLUSTER ?= dev
 export PATH := /var/cache/hexagon/bin:$(PATH)
 
-.PHONY: help venv testenv lint unit integration test e2e cluster-up cluster-down cluster-status bench demo chart-crds clean
+.PHONY: help venv testenv lint unit integration test e2e cluster-up cluster-down cluster-status images bench demo chart-crds clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ cluster-down: ## stop the local cluster and clean the machine
 
 cluster-status: ## show which cluster components run
 	$(PY) -m testenv status --name $(CLUSTER)
+
+images: testenv ## build the gateway, operator and Prometheus images; load them into the dev cluster
+	$(PY) -m testenv images --name $(CLUSTER)
 
 bench: testenv ## benchmarks (print figures, never assert times)
 	$(PY) bench/gateway.py

@@ -1,4 +1,4 @@
-"""`python -m testenv up|down|status [--name NAME] [--level controlplane|node]`."""
+"""`python -m testenv up|down|status|images [--name NAME] [--level controlplane|node]`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from .cluster import Cluster
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m testenv", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status", "kubeconfig"])
+    parser.add_argument("command", choices=["up", "down", "status", "kubeconfig", "images"])
     parser.add_argument("--name", default="dev", help="cluster name (default: dev)")
     parser.add_argument("--level", choices=["controlplane", "node"], default="node")
     args = parser.parse_args(argv)
@@ -25,6 +25,17 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "status":
         for component, up in cluster.status().items():
             print(f"{component:24} {'running' if up else 'stopped'}")
+    elif args.command == "images":
+        from . import projectimages
+
+        for name in ("gateway", "operator", "prometheus"):
+            print(f"==> image {name}", flush=True)
+            tag = projectimages.build(name)
+            if cluster.node is not None and cluster.status().get("containerd"):
+                cluster.load(tag)
+                print(f"    {tag} built and loaded into cluster {args.name!r}")
+            else:
+                print(f"    {tag} built (cluster {args.name!r} not running: not loaded)")
     else:
         print(cluster.kubeconfig)
     return 0
