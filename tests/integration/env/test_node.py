@@ -81,7 +81,7 @@ def test_statefulset_pods_serve_http_on_pod_ips(kube_node: KubeHandle) -> None:
             assert resp.read().decode() == pod["metadata"]["name"]
 
 
-def test_pod_resolves_and_reaches_apiserver_through_kubernetes_service(kube_node: KubeHandle) -> None:
+def test_pod_resolves_and_reaches_apiserver_via_kubernetes_service(kube_node: KubeHandle) -> None:
     ns = kube_node.namespace("svc")
     kube_node.kubectl(
         "create",
