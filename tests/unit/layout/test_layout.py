@@ -16,7 +16,10 @@ def test_operator_directory_does_not_shadow_the_standard_library() -> None:
     assert not (REPO / "operator" / "__init__.py").exists()
     out = subprocess.run(
         [sys.executable, "-c", "import operator; print(operator.__file__)"],
-        cwd=REPO, capture_output=True, text=True, check=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     assert Path(out).parent == Path(sysconfig.get_paths()["stdlib"])
 
