@@ -48,3 +48,10 @@ def setup_logging(level: str = "INFO", static: dict[str, Any] | None = None) -> 
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     return formatter
+
+
+def set_identity(**fields: str | None) -> None:
+    """Stamp the node's namespace/name on every later line (called when a config applies)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler.formatter, JsonFormatter):
+            handler.formatter.static.update({k: v for k, v in fields.items() if v})

@@ -18,6 +18,7 @@ from hexagon_gateway import chains
 from hexagon_gateway.balancer import Pool
 from hexagon_gateway.config import Config, ConfigError, Route, Timeouts, Upstream
 from hexagon_gateway.faults import FaultState
+from hexagon_gateway.logs import set_identity
 from hexagon_gateway.metrics import Labels, Metrics, node_labels
 from hexagon_gateway.pool import EndpointPool
 from hexagon_gateway.routing import RouteSpec, RouteTable
@@ -76,6 +77,7 @@ class Gateway:
         self.token = read_token(config)
         self.runtime = runtime
         node = config.node
+        set_identity(namespace=node.namespace, node=node.name)
         self.metrics.const_labels = node_labels(
             name=node.name, topology=node.topology, spoke=node.spoke, ring=node.ring
         )
