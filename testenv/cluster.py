@@ -53,6 +53,16 @@ def claim_session_name() -> Iterator[str]:
     raise RuntimeError(f"all {len(SESSION_SLOTS)} test cluster slots are in use")
 
 
+def node_owner() -> str | None:
+    """The cluster whose kubelet runs now, if any."""
+    if not STATE.exists():
+        return None
+    for state in sorted(STATE.iterdir()):
+        if "kubelet" in procs.running(state):
+            return state.name
+    return None
+
+
 @contextlib.contextmanager
 def node_lock() -> Iterator[None]:
     """The node level owns machine-wide things (kube-proxy chains, pod bridge): one at a time."""
@@ -73,6 +83,13 @@ class Cluster:
 
     def up(self) -> Cluster:
         started = time.monotonic()
+        if self.node is not None:
+            owner = node_owner()
+            if owner not in (None, self.cp.name):
+                raise RuntimeError(
+                    f"cluster {owner!r} already runs the node level on this machine (one at a "
+                    f"time); stop it first: python -m testenv down --name {owner}"
+                )
         self.cp.up()
         if self.node is not None:
             self.node.up()

@@ -48,6 +48,7 @@ class Node:
         self.state.mkdir(parents=True, exist_ok=True)
         self._sysctls()
         self._firewall()
+        self._bridge()
         live = set(procs.running(self.cp.state))
         if "containerd" not in live:
             self._start_containerd()
@@ -341,6 +342,16 @@ state = "{self.state / "containerd-state"}"
             )
             procs.run([ipt, "-w", "-A", FORWARD_CHAIN, "-d", POD_CIDR, "-j", "DROP"])
             procs.run([ipt, "-w", "-I", "FORWARD", "1", "-j", FORWARD_CHAIN])
+
+    def _bridge(self) -> None:
+        """Create the pod bridge up front (the CNI plugin adopts it) and route the Service CIDR
+        into it, so that traffic from this host to a ClusterIP is always NATed to a pod and
+        can never leave through the machine's default route."""
+        links = procs.run(["ip", "-o", "link", "show"])
+        if f" {BRIDGE}:" not in links:
+            procs.run(["ip", "link", "add", BRIDGE, "type", "bridge"])
+        procs.run(["ip", "link", "set", BRIDGE, "up"])
+        procs.run(["ip", "route", "replace", SERVICE_CIDR, "dev", BRIDGE])
 
     def _cleanup_network(self) -> None:
         ipt = binary("iptables")
