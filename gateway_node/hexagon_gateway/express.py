@@ -15,7 +15,6 @@ connection found closed by the upstream is resent on a fresh one, as the corouti
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import TYPE_CHECKING
 
@@ -51,13 +50,13 @@ class Express:
         "conn",
         "deadline",
         "ep",
+        "first_byte",
         "keep_alive",
         "method",
         "proto",
         "request",
         "route",
         "start",
-        "timer",
         "upstream",
     )
 
@@ -87,7 +86,8 @@ class Express:
         timeouts = route.timeouts
         self.deadline = now + timeouts.total_ms / 1000.0
         first_byte = min(self.deadline, now + timeouts.first_byte_ms / 1000.0)
-        self.timer: asyncio.TimerHandle = loop.call_at(first_byte, self.on_timeout)
+        self.first_byte = first_byte
+        proto.front.watch(self)  # one shared ticker, not a loop timer per request
         conn.listener = self.on_event
 
     def on_event(self) -> None:
@@ -99,7 +99,7 @@ class Express:
             self._failed(conn.error or ResetError("upstream closed before answering"))
             return
         conn.listener = None
-        self.timer.cancel()
+        self.proto.front.pending.discard(self)
         status = head.status
         pool = self.upstream.pool
         retries = self.upstream.config.retries
@@ -148,7 +148,7 @@ class Express:
     def _failed(self, error: UpstreamError) -> None:
         conn = self.conn
         conn.listener = None
-        self.timer.cancel()
+        self.proto.front.pending.discard(self)
         conn.close()
         pool = self.upstream.pool
         if isinstance(error, ResetError) and conn.reused:

@@ -33,6 +33,7 @@ from hexagon_gateway.routing import normalize_path
 from hexagon_gateway.runtime import Gateway, RouteRuntime
 
 log = logging.getLogger("hexagon_gateway.fastpath")
+TICK = 0.02
 
 _METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS"})
 _HANDOFF_HEADERS = (b"transfer-encoding", b"upgrade", b"expect")
@@ -49,10 +50,30 @@ class FastFront:
         self.fallback = fallback  # builds an aiohttp RequestHandler for a handed-over socket
         self.trusted = trusted  # callable returning the TrustedPeers of the live config
         self.conns: set[FastProtocol] = set()
+        self.pending: set[Express] = set()  # callback-mode exchanges awaiting a response head
+        self._ticker: asyncio.TimerHandle | None = None
         self.closing = False
 
     def __call__(self) -> FastProtocol:
         return FastProtocol(self)
+
+    def watch(self, express: Express) -> None:
+        """First-byte deadlines of callback-mode exchanges, checked every TICK seconds.
+
+        A loop timer per request costs more than the rest of the exchange's bookkeeping; a
+        shared ticker makes a timeout fire at most TICK late, which no first-byte timeout
+        (milliseconds to seconds) notices.
+        """
+        self.pending.add(express)
+        if self._ticker is None:
+            self._ticker = asyncio.get_running_loop().call_later(TICK, self._tick)
+
+    def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for express in [e for e in self.pending if e.first_byte <= now]:
+            express.on_timeout()
+        self._ticker = loop.call_later(TICK, self._tick) if self.pending else None
 
     def sweep(self, now: float) -> None:
         for conn in list(self.conns):

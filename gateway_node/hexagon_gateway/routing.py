@@ -48,6 +48,7 @@ class _Candidate(Generic[T]):
     methods: frozenset[str] | None
     headers: tuple[tuple[str, str | None, re.Pattern[str] | None], ...]
     prefix: str = ""
+    result: Match[T] | None = None  # built once: matching allocates nothing
 
     @property
     def constraints(self) -> int:
@@ -56,6 +57,8 @@ class _Candidate(Generic[T]):
     def accepts(self, method: str, get_header: Callable[[str], str | None]) -> bool:
         if self.methods is not None and method not in self.methods:
             return False
+        if not self.headers:
+            return True
         for name, value, pattern in self.headers:
             got = get_header(name)
             if got is None:
@@ -139,9 +142,21 @@ class RouteTable(Generic[T]):
                 node.routes.append(cand)
         for key, cands in self._exact.items():
             self._exact[key] = _ordered(cands)
+        for cand in self._all(regex):
+            cand.result = Match(target=cand.spec.target, prefix=cand.prefix)
         self._regex = regex
         self._catch_all = _ordered(self._catch_all)
         self._sort(self._root)
+
+    def _all(self, regex: list[tuple[re.Pattern[str], _Candidate[T]]]) -> list[_Candidate[T]]:
+        out = [c for cands in self._exact.values() for c in cands]
+        out += [c for _, c in regex] + self._catch_all
+        stack = [self._root]
+        while stack:
+            node = stack.pop()
+            out += node.routes
+            stack.extend(node.children.values())
+        return out
 
     def _sort(self, node: _Node[T]) -> None:
         node.routes = _ordered(node.routes)
@@ -172,9 +187,37 @@ class RouteTable(Generic[T]):
     def match(
         self, method: str, path: str, get_header: Callable[[str], str | None]
     ) -> Match[T] | None:
-        for cand in self.candidates(path):
+        # The hot path: the same order as candidates(), without a generator.
+        exact = self._exact.get(path)
+        if exact:
+            for cand in exact:
+                if cand.accepts(method, get_header):
+                    return cand.result
+        node = self._root
+        levels: list[list[_Candidate[T]]] | None = None
+        if node.children:
+            for seg in path.split("/"):
+                if not seg:
+                    continue
+                nxt = node.children.get(seg)
+                if nxt is None:
+                    break
+                node = nxt
+                if node.routes:
+                    if levels is None:
+                        levels = []
+                    levels.append(node.routes)
+        if levels:
+            for routes in reversed(levels):
+                for cand in routes:
+                    if cand.accepts(method, get_header):
+                        return cand.result
+        for pattern, cand in self._regex:
+            if pattern.fullmatch(path) is not None and cand.accepts(method, get_header):
+                return cand.result
+        for cand in self._catch_all:
             if cand.accepts(method, get_header):
-                return Match(target=cand.spec.target, prefix=cand.prefix)
+                return cand.result
         return None
 
 
