@@ -93,14 +93,26 @@ def kube_api(_session_cluster: _Session) -> Iterator[KubeHandle]:
     handle.cleanup()
 
 
+def _node_handle(session: _Session) -> KubeHandle:
+    if not session.node_up:
+        session.stack.enter_context(node_lock())
+        session.cluster = Cluster(session.name, with_node=True).up()
+        session.node_up = True
+    assert session.cluster is not None
+    return KubeHandle(session.cluster)
+
+
 @pytest.fixture
 def kube_node(_session_cluster: _Session) -> Iterator[KubeHandle]:
-    if not _session_cluster.node_up:
-        _session_cluster.stack.enter_context(node_lock())
-        _session_cluster.cluster = Cluster(_session_cluster.name, with_node=True).up()
-        _session_cluster.node_up = True
-    assert _session_cluster.cluster is not None
-    handle = KubeHandle(_session_cluster.cluster)
+    handle = _node_handle(_session_cluster)
+    yield handle
+    handle.cleanup()
+
+
+@pytest.fixture(scope="module")
+def kube_node_module(_session_cluster: _Session) -> Iterator[KubeHandle]:
+    """The node cluster for a module whose tests build on each other (e2e)."""
+    handle = _node_handle(_session_cluster)
     yield handle
     handle.cleanup()
 
