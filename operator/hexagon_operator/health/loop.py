@@ -27,6 +27,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from hexagon_operator import api, pods
@@ -38,7 +39,7 @@ from hexagon_operator.health.plan import PodFacts
 from hexagon_operator.health.policy import NodeView, PodView
 from hexagon_operator.health.queries import QueryScope, ScrapeTarget, targets_from_pods
 from hexagon_operator.health.records import read_active, read_history
-from hexagon_operator.health.samples import Observation, PodKey
+from hexagon_operator.health.samples import Observation, PodKey, PodSignals
 from hexagon_operator.health.settings import (
     HealSettings,
     settings_from_dataclass,
@@ -53,6 +54,7 @@ from hexagon_operator.resources.labels import child_names
 log = logging.getLogger(__name__)
 GATEWAY_SELECTOR = f"{api.LABEL_NAME}={api.APP_NAME},{api.LABEL_MANAGED_BY}={api.MANAGED_BY}"
 MAX_PASSES = 12  # advance-until-idle passes within one poll
+STARTUP_GRACE_SECONDS = 60.0
 
 
 def tuning_from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -90,6 +92,7 @@ class HealLoop:
     polls: int = 0
     poll_failures: int = 0
     _monitors: dict[NodeKey, Monitor] = field(default_factory=dict)
+    _seen_up: set[tuple[PodKey, str]] = field(default_factory=set)
     _healer: Healer | None = None
 
     @property
@@ -135,7 +138,10 @@ class HealLoop:
 
     async def list_pods(self) -> list[dict[str, Any]]:
         listed = await self._list("pods", selector=GATEWAY_SELECTOR)
-        self.targets = targets_from_pods(listed, port=api.ADMIN_PORT)
+        # A terminating pod leaves the list at once: its dead target must not lend its
+        # `up == 0` to the replacement that takes over its name (and so its pod label).
+        live = [p for p in listed if not (p.get("metadata") or {}).get("deletionTimestamp")]
+        self.targets = targets_from_pods(live, port=api.ADMIN_PORT)
         self.targets_at = time.monotonic()
         return listed
 
@@ -190,7 +196,11 @@ class HealLoop:
                 monitor = self._monitors[key] = Monitor(settings)
             mine = dataclasses.replace(
                 observation,
-                pods={k: v for k, v in observation.pods.items() if (k.namespace, k.node) == key},
+                pods={
+                    k: self._starting(v, run.pods.get(k.pod), k)
+                    for k, v in observation.pods.items()
+                    if (k.namespace, k.node) == key
+                },
             )
             uids = {
                 PodKey(run.namespace, run.name, name): str(p["metadata"]["uid"])
@@ -203,11 +213,36 @@ class HealLoop:
             pipelines.append(part.pipeline)
         for key in [k for k in self._monitors if k not in specs]:
             del self._monitors[key]
+        alive = {
+            (PodKey(run.namespace, run.name, n), str(p["metadata"]["uid"]))
+            for run in runs
+            for n, p in run.pods.items()
+        }
+        self._seen_up &= alive
         down = [p for p in pipelines if not p.available]
         pipeline = down[0] if down else (pipelines[0] if pipelines else None)
         if pipeline is None:
             pipeline = Availability("False", Code.NO_TARGETS, "no HexagonNode watched")
         return Assessment(verdicts=verdicts, nodes=nodes, pipeline=pipeline)
+
+    def _starting(
+        self, signals: PodSignals, pod: Mapping[str, Any] | None, key: PodKey
+    ) -> PodSignals:
+        """A new pod never scraped successfully yet is starting, not hung: its ``up == 0``
+        (often the previous pod's target, which Prometheus drops a scrape or two later) is
+        not judged during STARTUP_GRACE_SECONDS after its creation."""
+        if pod is None:
+            return signals
+        uid = str(pod["metadata"]["uid"])
+        if signals.up is not None and signals.up >= 1:
+            self._seen_up.add((key, uid))
+            return signals
+        if (key, uid) in self._seen_up:
+            return signals
+        created = _created(pod)
+        if created is not None and self.clock() - created < STARTUP_GRACE_SECONDS:
+            return dataclasses.replace(signals, up=None)
+        return signals
 
     def _state(self, run: NodeRun, spec: api.NodeSpec) -> NodeState:
         status = run.body.get("status") or {}
@@ -254,9 +289,22 @@ class HealLoop:
         if not runs:
             return
         assessment = self._assess(observation, runs, specs)
+        assessed = _uids(runs)
         for _ in range(MAX_PASSES):
             states = [self._state(run, specs[(run.namespace, run.name)]) for run in runs]
-            plans = plan_cycle(states, assessment, now=self.clock())
+            # A pod replaced since this poll's observation has no verdict yet: the one in
+            # the assessment belongs to its predecessor (a respawned pod must not inherit
+            # its "hung" verdict within the poll that saw it come up).
+            now_uids = _uids(runs)
+            current = dataclasses.replace(
+                assessment,
+                verdicts={
+                    k: v
+                    for k, v in assessment.verdicts.items()
+                    if now_uids.get(k) == assessed.get(k)
+                },
+            )
+            plans = plan_cycle(states, current, now=self.clock())
             worked = await asyncio.gather(
                 *(self._execute(run, plan) for run, plan in zip(runs, plans, strict=True))
             )
@@ -281,6 +329,22 @@ class HealLoop:
         if weights:
             await healer.push_weights(run)
         return True
+
+
+def _uids(runs: list[NodeRun]) -> dict[PodKey, str]:
+    return {
+        PodKey(run.namespace, run.name, name): str(p["metadata"]["uid"])
+        for run in runs
+        for name, p in run.pods.items()
+    }
+
+
+def _created(pod: Mapping[str, Any]) -> float | None:
+    raw = (pod.get("metadata") or {}).get("creationTimestamp")
+    try:
+        return datetime.strptime(str(raw), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
 
 
 def build_loop(runtime: Runtime, *, tuning: Mapping[str, Any] | None = None) -> HealLoop:

@@ -88,6 +88,7 @@ def node_manifest(
                     "routes": [{"name": "a", "match": {"pathPrefix": "/a"}, "upstream": "void"}],
                 },
                 "selfHeal": {**SELF_HEAL, **(self_heal or {})},
+                "slo": {"p99Ms": 200},  # the heal threshold must not be below the SLO
             },
         }
     )
