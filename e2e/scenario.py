@@ -25,6 +25,7 @@ from testenv.paths import REPO, binary
 
 CHART = REPO / "charts" / "hexagon"
 EXAMPLES = REPO / "crds" / "examples"
+MANIFESTS = REPO / "e2e" / "manifests"
 RELEASE = "hexagon"
 SYSTEM_NS = "hexagon-system"
 IMAGES = ("gateway", "operator", "prometheus")
@@ -152,7 +153,7 @@ class Hexagon:
 
     def apply_sample(self) -> None:
         self.kubectl("create", "namespace", self.ns, check=False)
-        self.kubectl("apply", "-n", self.ns, "-f", str(EXAMPLES / "upstream.yaml"))
+        self.kubectl("apply", "-n", self.ns, "-f", str(MANIFESTS / "upstream.yaml"))
         self.kubectl("apply", "-n", self.ns, "-f", str(EXAMPLES / "hexagon.yaml"))
         self.log(f"sample hexagon and its upstream applied in namespace {self.ns}")
 
