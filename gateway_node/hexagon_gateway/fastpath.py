@@ -33,6 +33,13 @@ from hexagon_gateway.routing import normalize_path
 from hexagon_gateway.runtime import Gateway, RouteRuntime
 
 log = logging.getLogger("hexagon_gateway.fastpath")
+_TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def _no_header(name: str) -> str | None:
+    return None
+
+
 TICK = 0.02
 
 _METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS"})
@@ -190,7 +197,11 @@ class FastProtocol(Answering, asyncio.Protocol):
                 self._handoff()
             return
         head = src[:end]
-        if head.count(b"\n") != head.count(b"\r\n") or head.count(b"\r") != head.count(b"\n"):
+        if (
+            head.count(b"\n") != head.count(b"\r\n")
+            or head.count(b"\r") != head.count(b"\n")
+            or b"\x00" in head
+        ):
             self._handoff(src)
             return
         lines = head.split(b"\r\n")
@@ -208,7 +219,7 @@ class FastProtocol(Answering, asyncio.Protocol):
         for line in lines[1:]:
             colon = line.find(b":")
             name = line[:colon]
-            if colon <= 0 or name != name.strip() or b" " in name or b"\t" in name:
+            if colon <= 0 or name.translate(None, _TCHAR):  # anything left is not a token char
                 self._handoff(src)
                 return
             lname = name.lower()
@@ -244,7 +255,8 @@ class FastProtocol(Answering, asyncio.Protocol):
                 value = hmap.get(name.encode("latin-1"))
                 return None if value is None else value.decode("latin-1")
 
-            match = runtime.table.match(method, npath, get_header)
+            table = runtime.table
+            match = table.match(method, npath, get_header if table.uses_headers else _no_header)
             if match is not None:
                 route = match.target
                 if route.chain:  # middlewares speak web.Request: aiohttp takes this connection

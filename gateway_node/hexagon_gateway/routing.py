@@ -145,6 +145,7 @@ class RouteTable(Generic[T]):
         for cand in self._all(regex):
             cand.result = Match(target=cand.spec.target, prefix=cand.prefix)
         self._regex = regex
+        self.uses_headers = any(spec.headers for spec in specs)
         self._catch_all = _ordered(self._catch_all)
         self._sort(self._root)
 

@@ -238,6 +238,9 @@ async def test_middleware_route_runs_its_chain(gateway: Start, upstreams: Ups) -
                      400, id="duplicate-content-length"),
         pytest.param(b"GET / HTTP/1.1\r\nHost: x\r\nX: a\nContent-Length: 5\r\n\r\n", 400,
                      id="bare-lf"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: x\r\nX(y): 1\r\n\r\n", 400, id="bad-header-name"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: x\r\nX : 1\r\n\r\n", 400, id="space-before-colon"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n", 400, id="nul-in-value"),
     ],
 )  # fmt: skip
 async def test_hostile_requests_are_refused(
