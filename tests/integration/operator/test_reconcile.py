@@ -131,7 +131,8 @@ def _lifecycle(kc: Path | str, ns: str, image: str) -> None:
     template = sts["spec"]["template"]
     assert template["spec"]["readinessGates"] == [{"conditionType": "hexagon.dev/in-rotation"}]
     assert template["metadata"]["labels"]["hexagon.dev/spoke"] == "north"
-    managers = {m["manager"] for m in sts["metadata"]["managedFields"]}
+    with_fields = get_json(kc, "statefulset", NAME, "-n", ns, "--show-managed-fields") or {}
+    managers = {m["manager"] for m in with_fields["metadata"]["managedFields"]}
     assert "hexagon-operator" in managers
     for kind, name in [
         ("service", NAME),
