@@ -311,3 +311,22 @@ async def test_pipelined_requests_answered_in_order(gateway: Start, upstreams: U
     assert data.index(b"/one") < data.index(b"/two") < data.index(b"/three")
     assert data.count(b"HTTP/1.1 200 OK") == 3
     assert b'"len": 3' in data
+
+
+async def test_expect_100_continue(gateway: Start, upstreams: Ups) -> None:
+    up = await upstreams("a")
+    gw = await gateway(gateway_config({"a": [up.address]}, [
+        {"name": "r", "match": {"pathPrefix": "/"}, "upstream": "a"}]))  # fmt: skip
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.process.data_port)
+    writer.write(
+        b"POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+    )
+    await writer.drain()
+    assert (await reader.readline()).startswith(b"HTTP/1.1 100")
+    assert await reader.readline() == b"\r\n"
+    writer.write(b"hello")
+    await writer.drain()
+    assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+    writer.close()
+    assert up.received_bytes == 5
+    assert "expect" not in up.seen_headers[-1]
