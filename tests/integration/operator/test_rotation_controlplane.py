@@ -61,6 +61,9 @@ def manifest(routes: list[str]) -> str:
                 "topology": "rot",
                 "spoke": "south",
                 "replicas": 1,
+                # Unschedulable on purpose: when the session's cluster has a node, no kubelet
+                # may take this pod over; the test plays the kubelet's part for its status.
+                "resources": {"requests": {"cpu": "512", "memory": "64Mi"}},
                 "gateway": {
                     "upstreams": [{"name": "void", "endpoints": [{"address": "127.0.0.1:9"}]}],
                     "routes": [
