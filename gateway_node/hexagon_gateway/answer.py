@@ -15,6 +15,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
+from hexagon_gateway.balancer import EndpointState
 from hexagon_gateway.express import Resume
 from hexagon_gateway.forward import Failure, Success, forward
 from hexagon_gateway.headers import request_head, response_lines
@@ -55,6 +56,7 @@ class Answering:
     _waiter: asyncio.Future[None] | None
     _write_paused: bool
     _drain: asyncio.Future[None] | None
+    hint: EndpointState | None
 
     def _next(self, src: bytes | None = None) -> None:
         raise NotImplementedError
@@ -169,6 +171,7 @@ class Answering:
     ) -> tuple[int, str, bool]:
         gateway = self.front.gateway
         runtime = gateway.runtime
+        hint, self.hint = self.hint, None
 
         def fail(status: int, code: str, message: str) -> tuple[int, str, bool]:
             return failure(Failure(status, code, message))
@@ -216,6 +219,7 @@ class Answering:
             chunked=False,
             deadline=None if resume is None else resume.deadline,
             prior=None if resume is None else resume.prior,
+            first=hint,
         )
         name = upstream.config.name
         if isinstance(result, Failure):

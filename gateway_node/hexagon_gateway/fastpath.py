@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hexagon_gateway.answer import HIGH_WATER, Answering
+from hexagon_gateway.balancer import EndpointState
 from hexagon_gateway.config import IDEMPOTENT_METHODS
 from hexagon_gateway.express import Express
 from hexagon_gateway.headers import request_head
@@ -110,6 +111,7 @@ class FastProtocol(Answering, asyncio.Protocol):
         self.peer = ""
         self.busy = False
         self.lost = False
+        self.hint: EndpointState | None = None
         self.last_active = self.loop.time()
         self._buf = bytearray()
         self._body_left = 0
@@ -317,6 +319,7 @@ class FastProtocol(Answering, asyncio.Protocol):
             return False
         conn = gateway.endpoint_pool(ep.endpoint.host, ep.endpoint.port).take_idle()
         if conn is None:
+            self.hint = ep  # the coroutine path opens a connection to the same choice
             return False
         head = request_head(
             method=method,

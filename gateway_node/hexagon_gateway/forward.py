@@ -104,6 +104,7 @@ async def forward(
     chunked: bool,
     deadline: float | None = None,
     prior: Prior | None = None,
+    first: balancer.EndpointState | None = None,
 ) -> Success | Failure:
     """`prior`: a first attempt already made elsewhere (the fast path's callback mode)."""
     loop = asyncio.get_running_loop()
@@ -123,7 +124,11 @@ async def forward(
             if not pool.retry_allowed() or loop.time() >= deadline:
                 break
             metrics.count_retry(name)
-        ep = pool.pick(tried)
+        ep: balancer.EndpointState | None
+        if attempt == 0 and first is not None and _belongs(first, pool):
+            ep = first  # already chosen by the fast path: choosing twice would skew rotation
+        else:
+            ep = pool.pick(tried)
         if ep is None:
             if last is not None:
                 break
@@ -163,6 +168,10 @@ async def forward(
         return Success(conn, rhead, pool, ep, outcome, is_retry, deadline)
     assert last is not None
     return last
+
+
+def _belongs(ep: balancer.EndpointState, pool: balancer.Pool) -> bool:
+    return ep.index < len(pool.endpoints) and pool.endpoints[ep.index] is ep
 
 
 @dataclass(slots=True)

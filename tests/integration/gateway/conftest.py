@@ -49,11 +49,15 @@ def _upstream_app(up: Upstream) -> web.Application:
         async for chunk in request.content.iter_any():
             size += len(chunk)
         up.received_bytes += size
-        return web.json_response(
+        resp = web.json_response(
             {"upstream": up.name, "path": request.path_qs, "method": request.method, "len": size},
             status=up.status,
             headers={"Connection": "keep-alive, X-Hop", "X-Hop": "secret", "X-Up": up.name},
         )
+        if request.query.get("close"):  # an upstream that never keeps connections alive
+            resp.force_close()
+            del resp.headers["Connection"]
+        return resp
 
     async def big(request: web.Request) -> web.StreamResponse:
         up.hits += 1

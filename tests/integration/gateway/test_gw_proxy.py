@@ -330,3 +330,15 @@ async def test_expect_100_continue(gateway: Start, upstreams: Ups) -> None:
     writer.close()
     assert up.received_bytes == 5
     assert "expect" not in up.seen_headers[-1]
+
+
+async def test_load_is_shared_when_upstreams_close_connections(
+    gateway: Start, upstreams: Ups
+) -> None:
+    a, b = await upstreams("a"), await upstreams("b")
+    gw = await gateway(gateway_config({"pool": [a.address, b.address]}, [
+        {"name": "r", "match": {"pathPrefix": "/"}, "upstream": "pool"}]))  # fmt: skip
+    for _ in range(10):
+        async with gw.session.get(f"{gw.url}/x?close=1") as resp:
+            assert resp.status == 200
+    assert (a.hits, b.hits) == (5, 5)
