@@ -1,8 +1,9 @@
 """App factories and the lifecycle of one gateway process (one worker).
 
 `create_app` builds the admin application (aiohttp Application, state under web.AppKey, the
-lag monitor in cleanup_ctx); `create_data_server` builds the data port's low-level server. The
-`GatewayProcess` wires both to a Gateway, starts the config watcher and implements graceful
+lag monitor in cleanup_ctx); `create_data_server` builds the aiohttp server that connections
+handed over by the fast front end (fastpath.py, which listens on the data port) continue on.
+The `GatewayProcess` wires them to a Gateway, starts the config watcher and implements graceful
 shutdown: stop accepting, let in-flight requests finish up to a deadline, then exit. Readiness
 turns 503 first, so Kubernetes stops sending traffic while the last requests complete.
 """

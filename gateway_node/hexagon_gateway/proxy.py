@@ -1,10 +1,12 @@
-"""The forwarding handler: one request in, one upstream exchange (or a few, on retry) out.
+"""The forwarding handler on aiohttp's side: one web.Request in, a streamed response out.
 
-It runs at the end of each route's middleware chain. Bodies are streamed in both directions
-with back-pressure (the upstream socket stops being read while the client is slow, and the
-client's body is read only as fast as the upstream takes it), so memory stays flat whatever the
-body size. Only requests without a body are retried, on a different endpoint, when the method is
-idempotent, the failure is one the upstream's `retryOn` lists, and the retry budget allows.
+It runs at the end of each route's middleware chain (the fast path has its own answering in
+answer.py/express.py; both use forward.py for the exchange itself). Bodies are streamed in both
+directions with back-pressure (the upstream socket stops being read while the client is slow,
+and the client's body is read only as fast as the upstream takes it), so memory stays flat
+whatever the body size. Only requests without a body are retried, on a different endpoint, when
+the method is idempotent, the failure is one the upstream's `retryOn` lists, and the retry
+budget allows.
 """
 
 from __future__ import annotations

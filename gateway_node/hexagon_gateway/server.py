@@ -1,11 +1,14 @@
-"""The data port: aiohttp's low-level server with the gateway's entry handler.
+"""aiohttp's side of the data port: the server that handed-over connections continue on.
 
-The low-level `web.Server` skips the URL dispatcher and application middleware machinery,
-which a gateway does not need (it has its own routing table), and which cost a measurable share
-of every request. Parse errors are answered as JSON with the status a client can act on: 431
-for oversized or too many headers, 400 for malformed request lines and ambiguous framing such as
-Content-Length together with Transfer-Encoding (rejected by aiohttp's llhttp parser, never
-forwarded, so no request smuggling through the gateway).
+The fast front end (fastpath.py) owns every connection first and hands to this server whatever
+it does not handle itself: routes with middlewares, chunked bodies, upgrades, irregular heads
+(or all traffic, with HEXAGON_FASTPATH=0). The low-level `web.Server` skips the URL dispatcher
+and application middleware machinery, which a gateway does not need (it has its own routing
+table), and which cost a measurable share of every request. Parse errors are answered as JSON
+with the status a client can act on: 431 for oversized or too many headers, 400 for malformed
+request lines and ambiguous framing such as Content-Length together with Transfer-Encoding
+(rejected by aiohttp's llhttp parser, never forwarded, so no request smuggling through the
+gateway).
 """
 
 from __future__ import annotations
