@@ -77,7 +77,7 @@ def _error(exc: ApiException) -> KubeError:
     return kind(status, reason, message)
 
 
-def path(api_version: str, kind: str, namespace: str, name: str = "", sub: str = "") -> str:
+def path(api_version: str, kind: str, *, namespace: str, name: str = "", sub: str = "") -> str:
     plural = PLURALS[(api_version, kind)]
     prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
     out = f"{prefix}/namespaces/{namespace}/{plural}"
@@ -154,7 +154,7 @@ class Kube:
     async def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply as ``hexagon-operator``, forcing ownership of the fields we set."""
         meta = obj["metadata"]
-        url = path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        url = path(obj["apiVersion"], obj["kind"], namespace=meta["namespace"], name=meta["name"])
         query = [("fieldManager", api.FIELD_MANAGER), ("force", "true")]
         return await self.request("PATCH", url, body=dict(obj), query=query, content_type=APPLY)
 
@@ -163,7 +163,9 @@ class Kube:
     ) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""
         try:
-            return await self.request("GET", path(api_version, kind, namespace, name))
+            return await self.request(
+                "GET", path(api_version, kind, namespace=namespace, name=name)
+            )
         except NotFound:
             return None
 
@@ -171,12 +173,14 @@ class Kube:
         self, api_version: str, kind: str, *, namespace: str, selector: str = ""
     ) -> list[dict[str, Any]]:
         query = [("labelSelector", selector)] if selector else []
-        result = await self.request("GET", path(api_version, kind, namespace), query=query)
+        result = await self.request(
+            "GET", path(api_version, kind, namespace=namespace), query=query
+        )
         return list(result.get("items") or [])
 
     async def create_if_absent(self, obj: Mapping[str, Any]) -> bool:
         """POST the object; False (and no change) when it already exists (409)."""
-        url = path(obj["apiVersion"], obj["kind"], obj["metadata"]["namespace"])
+        url = path(obj["apiVersion"], obj["kind"], namespace=obj["metadata"]["namespace"])
         try:
             await self.request(
                 "POST", url, body=dict(obj), query=[("fieldManager", api.FIELD_MANAGER)]
@@ -191,7 +195,7 @@ class Kube:
         """Add one owner reference; strategic merge keys ownerReferences by uid, so other
         owners stay (several HexagonNodes own their topology's shared Secret)."""
         body = {"metadata": {"ownerReferences": [dict(owner)]}}
-        url = path(api_version, kind, namespace, name)
+        url = path(api_version, kind, namespace=namespace, name=name)
         await self.request("PATCH", url, body=body, content_type=STRATEGIC)
 
     # -- HexagonNode -----------------------------------------------------------------------
@@ -202,7 +206,7 @@ class Kube:
         """Merge-patch ``status`` guarded by resourceVersion: a concurrent writer (the healer)
         makes this raise Conflict instead of being overwritten; the caller re-reads and retries."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": dict(patch)}
-        url = path(api.API_VERSION, api.KIND, namespace, name, "status")
+        url = path(api.API_VERSION, api.KIND, namespace=namespace, name=name, sub="status")
         return await self.request("PATCH", url, body=body, content_type=MERGE)
 
     # -- pods --------------------------------------------------------------------------------
@@ -212,7 +216,7 @@ class Kube:
     ) -> None:
         """Set one pod condition through pods/status; strategic merge keys conditions by type."""
         body = {"status": {"conditions": [dict(condition)]}}
-        url = path("v1", "Pod", namespace, name, "status")
+        url = path("v1", "Pod", namespace=namespace, name=name, sub="status")
         await self.request("PATCH", url, body=body, content_type=STRATEGIC)
 
     async def delete_pod(self, *, namespace: str, name: str, uid: str) -> bool:
@@ -221,7 +225,9 @@ class Kube:
         replaced (404/409)."""
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}}
         try:
-            await self.request("DELETE", path("v1", "Pod", namespace, name), body=body)
+            await self.request(
+                "DELETE", path("v1", "Pod", namespace=namespace, name=name), body=body
+            )
         except (NotFound, Conflict):
             return False
         return True
@@ -232,7 +238,7 @@ class Kube:
         """Merge-patch annotations of a HexagonNode (None removes one); how the healer asks
         the reconciler for a heal epoch or a replica override."""
         body = {"metadata": {"annotations": dict(annotations)}}
-        url = path(api.API_VERSION, api.KIND, namespace, name)
+        url = path(api.API_VERSION, api.KIND, namespace=namespace, name=name)
         await self.request("PATCH", url, body=body, content_type=MERGE)
 
     async def ensure_peering(self, *, name: str, namespaces: tuple[str, ...]) -> str:
@@ -297,6 +303,6 @@ class Kube:
             "count": 1,
         }
         try:
-            await self.request("POST", path("v1", "Event", namespace), body=event)
+            await self.request("POST", path("v1", "Event", namespace=namespace), body=event)
         except KubeError as exc:
             log.warning("event %s not posted: %s", reason, exc)

@@ -235,7 +235,7 @@ async def refresh_status(
         observed = _observe(
             node,
             spec,
-            sts,
+            sts=sts,
             conflicting=spoke_conflicts(name=name, spoke=spec.spoke, claims=claims),
             apply_error=rt.apply_errors.get(key, ""),
             rejected=rejected,
@@ -255,7 +255,7 @@ async def refresh_status(
             )
         except Conflict:
             continue  # someone (the healer, a user) wrote in between: re-read and recompute
-        await _announce_transitions(rt, node, current, desired)
+        await _announce_transitions(rt, node, old=current, new=desired)
         return True
     raise KubeError(409, "Conflict", f"status of {namespace}/{name} kept changing underneath")
 
@@ -263,8 +263,8 @@ async def refresh_status(
 def _observe(
     node: Mapping[str, Any],
     spec: api.NodeSpec,
-    sts: Mapping[str, Any] | None,
     *,
+    sts: Mapping[str, Any] | None,
     conflicting: tuple[str, ...],
     apply_error: str,
     rejected: Mapping[str, str],
@@ -295,7 +295,7 @@ def _observe(
 
 
 async def _announce_transitions(
-    rt: Runtime, node: Mapping[str, Any], old: Mapping[str, Any], new: Mapping[str, Any]
+    rt: Runtime, node: Mapping[str, Any], *, old: Mapping[str, Any], new: Mapping[str, Any]
 ) -> None:
     """One Event per condition that flipped into a state a person should hear about."""
     before = {c["type"]: c["status"] for c in old.get("conditions") or []}

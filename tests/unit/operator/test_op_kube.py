@@ -35,7 +35,9 @@ from kubernetes.client.exceptions import ApiException
     ],
 )
 def test_path(args: tuple[str, ...], expected: str) -> None:
-    assert kube.path(*args) == expected
+    api_version, kind, namespace, *rest = args
+    name, sub = [*rest, "", ""][:2]
+    assert kube.path(api_version, kind, namespace=namespace, name=name, sub=sub) == expected
 
 
 @pytest.mark.parametrize(
