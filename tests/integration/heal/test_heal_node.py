@@ -76,6 +76,10 @@ def setup_node(f: Fleet, name: str, *, replicas: int = 3, **spec: Any) -> list[d
     return ready
 
 
+def healing_message(f: Fleet, node: str) -> str:
+    return str(cond(f.node(node), "Healing").get("message", ""))
+
+
 def metrics_available(f: Fleet, node: str) -> bool:
     return cond(f.node(node), "MetricsAvailable").get("status") == "True"
 
@@ -213,7 +217,10 @@ def test_storm_limits_hold_when_every_pod_is_faulty(fleet: tuple[Fleet, Any]) ->
     nodes = {"sa": "north", "sb": "south"}
     ips: dict[str, str] = {}
     for name, spoke in nodes.items():
-        f.apply(node_manifest(name, image=f.image, replicas=2, spoke=spoke))
+        # Paused until every pod breaches: otherwise the first node to cross the threshold
+        # alone is (rightly) respawned as a whole before the second one breaches too.
+        f.apply(node_manifest(name, image=f.image, replicas=2, spoke=spoke,
+                              self_heal={"paused": True}))  # fmt: skip
     for name in nodes:
         pods = f.wait(lambda n=name: f.ready_pods(n, 2), f"pods of {name} Ready", 180)
         ips.update({p["metadata"]["name"]: p["status"]["podIP"] for p in pods})
@@ -223,6 +230,11 @@ def test_storm_limits_hold_when_every_pod_is_faulty(fleet: tuple[Fleet, Any]) ->
         for address in ips.values():
             f.fault(address, {"latencyMs": 1200})
         try:
+            for name in nodes:
+                f.wait(lambda n=name: "breaches but" in healing_message(f, n),
+                       f"{name}'s pods breaching (held by the pause)", 90)  # fmt: skip
+            for name in nodes:
+                f.patch_self_heal(name, {"paused": False})
             f.wait(lambda: f.events("PodIsolated"), "the one diagnostic heal", 90)
             most_out = 0
             start = polls(f)
