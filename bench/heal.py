@@ -61,7 +61,6 @@ def one_round(f: Fleet, *, replicas: int, rate: float, victim: str) -> dict[str,
     svc = json.loads(f_kubectl(f, "get", "svc", NODE, "-o", "json"))
     cluster_ip = svc["spec"]["clusterIP"]
     wait(lambda: set(ip.values()) <= f.endpoints(NODE), "all pods in the endpoints")
-    history_before = len((f.node(NODE).get("status") or {}).get("healHistory") or [])
     with Traffic(f.sd_url(), rate=rate, timeout=2.0, fixed=[cluster_ip]) as traffic:
         time.sleep(5)  # a baseline: the fleet serves, Prometheus has every pod's series
         baseline = [r for r in traffic.results if r[2] == 0]
@@ -81,11 +80,7 @@ def one_round(f: Fleet, *, replicas: int, rate: float, victim: str) -> dict[str,
         back_at = wait(lambda: new_ip in f.endpoints(NODE) and time.time(), "back in rotation")
         time.sleep(3)  # the tail of the error window, if any
         results = list(traffic.results)
-    history = (f.node(NODE).get("status") or {}).get("healHistory") or []
-    rec = history[history_before] if len(history) > history_before else None
-    if rec is None:  # the heal is still ramping weights: read the active record
-        active = ((f.node(NODE).get("status") or {}).get("heal") or {}).get("active") or []
-        rec = next(r for r in active if victim in [p["name"] for p in r["pods"]])
+    rec = wait(lambda: heal_record(f, victim, since=fault_at), "the heal record", 30)
     onset = min(parse_time(t.get("since")) or fault_at for t in rec["trigger"])
     decided = parse_time(rec["startedAt"]) or fault_at
     failed = [t for t, _ip, status in results if t >= fault_at and (status == 0 or status >= 500)]
@@ -104,6 +99,20 @@ def one_round(f: Fleet, *, replicas: int, rate: float, victim: str) -> dict[str,
     }
 
 
+def heal_record(f: Fleet, pod: str, *, since: float) -> dict[str, Any] | None:
+    """This round's heal of ``pod``: running (``status.heal``) or finished (history)."""
+    status = f.node(NODE).get("status") or {}
+    records = [
+        *((status.get("heal") or {}).get("active") or []),
+        *(status.get("healHistory") or []),
+    ]
+    for rec in records:
+        started = parse_time(rec.get("startedAt")) or 0.0
+        if pod in [p["name"] for p in rec["pods"]] and started >= since:
+            return dict(rec)
+    return None
+
+
 def f_kubectl(f: Fleet, *args: str) -> str:
     from tests.integration.operator.opkube import kubectl_ok
 
@@ -115,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--rate", type=float, default=20.0, help="requests/s through the Service")
     parser.add_argument("--rounds", type=int, default=1, help="hang a different pod each round")
+    # Detection and probe settings default to the CRD's defaults, not the tests' short ones.
+    parser.add_argument("--consecutive-breaches", type=int, default=3)
+    parser.add_argument("--probe-deadline", type=int, default=10, help="seconds")
     args = parser.parse_args(argv)
     import os
 
@@ -136,7 +148,12 @@ def main(argv: list[str] | None = None) -> int:
         f.prometheus_url = prom.url
         f.start_operator()
         stack.callback(f.close)
-        f.apply(node_manifest(NODE, image=image, replicas=args.replicas))
+        self_heal = {
+            "consecutiveBreaches": args.consecutive_breaches,
+            "probeDeadlineSeconds": args.probe_deadline,
+            "probeTimeoutMs": min(5000, args.probe_deadline * 500),
+        }
+        f.apply(node_manifest(NODE, image=image, replicas=args.replicas, self_heal=self_heal))
         rounds = []
         for i in range(args.rounds):
             victim = f"{NODE}-{(i + 1) % args.replicas}"
@@ -149,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         med = {k: statistics.median(r[k] for r in rounds) for k in keys}
         print(
             f"1 s scrape, 1 s poll, {args.replicas} pods, {args.rate:g} req/s through the "
-            f"Service, {args.rounds} round(s), medians:"
+            f"Service (new connection each), consecutiveBreaches={args.consecutive_breaches}, "
+            f"probeDeadlineSeconds={args.probe_deadline}, {args.rounds} round(s), medians:"
         )
         failed, sent = med["failed_requests"], med["requests_after_fault"]
         window = med["error_window_seconds"]

@@ -306,7 +306,11 @@ class Traffic:
         import aiohttp
 
         timeout = aiohttp.ClientTimeout(total=self.timeout)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        # A new connection per request, as many independent clients would open: through a
+        # Service, kube-proxy picks a pod per connection, so pooled keep-alive connections
+        # would pin the load to whichever pods they first reached.
+        connector = aiohttp.TCPConnector(force_close=True, limit=0)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             ips: list[str] = []
             refreshed = 0.0
             tasks: set[asyncio.Task[None]] = set()
