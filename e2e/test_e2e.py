@@ -75,7 +75,7 @@ def test_hung_gateway_pod_is_isolated_probed_respawned_and_restored(hexagon: Hex
 
 def test_without_prometheus_nothing_is_healed_and_the_condition_says_why(hexagon: Hexagon) -> None:
     node = "demo-south"
-    prom = "deployment/hexagon-hexagon-prometheus"
+    prom = "deployment/hexagon-prometheus"
     hexagon.kubectl("scale", prom, "-n", "hexagon-system", "--replicas=0")
     try:
 
