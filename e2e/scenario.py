@@ -245,6 +245,8 @@ class Hexagon:
 
 def crd_names() -> list[str]:
     return [
-        yaml.safe_load(p.read_text())["metadata"]["name"]
-        for p in sorted((CHART / "crds").glob("*.yaml"))
+        doc["metadata"]["name"]
+        for path in sorted((CHART / "crds").glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
     ]
