@@ -98,6 +98,7 @@ class Reason:
     PROBE_FAILED: Final = "ProbeFailed"
     POD_RESPAWNED: Final = "PodRespawned"
     POD_RESTORED: Final = "PodRestored"
+    RESPAWNS_FAILING: Final = "RespawnsFailing"
 
 
 def heal_replicas(annotations: Mapping[str, str]) -> int | None:

@@ -19,6 +19,10 @@ from typing import Any
 from .api import Cond, Reason
 
 OWNED_CONDITIONS = (Cond.READY, Cond.PROGRESSING, Cond.DEGRADED, Cond.SPOKE_CONFLICT)
+# Degraded has two writers: the reconciler (children, config, spokes) and the healer (respawns
+# keep failing). The reconciler's "all is well" must not clear what the healer raised; the
+# healer clears its own once heals succeed again.
+HEALER_DEGRADED_REASONS = frozenset({Reason.RESPAWNS_FAILING})
 OWNED_FIELDS = (
     "observedGeneration",
     "replicas",
@@ -176,6 +180,14 @@ def merge_conditions(
     by_type = {str(c.get("type")): dict(c) for c in existing}
     for v in new:
         old = by_type.get(v.type)
+        if (
+            v.type == Cond.DEGRADED
+            and v.status == "False"
+            and old is not None
+            and old.get("status") == "True"
+            and old.get("reason") in HEALER_DEGRADED_REASONS
+        ):
+            continue
         flipped = old is None or old.get("status") != v.status
         by_type[v.type] = {
             "type": v.type,

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 METRICS_AVAILABLE = "MetricsAvailable"
 HEALING = "Healing"
 DEGRADED = "Degraded"
+RESPAWNS_FAILING = "RespawnsFailing"
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def _degraded(node: NodeView) -> ConditionInput:
     return ConditionInput(
         DEGRADED,
         "True",
-        "RespawnsFailing",
+        RESPAWNS_FAILING,
         f"heals keep failing for {listed}; last: {last.get('outcomeReason')}: "
         f"{last.get('message')}. The operator backs off; check the pods' logs and events.",
     )

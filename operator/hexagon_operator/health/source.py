@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -157,5 +158,7 @@ def _combine(at: float, values: Mapping[Signal, Mapping[PodKey, float]]) -> Obse
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:
-    text = str(exc)
+    # Object addresses ("<... object at 0x7f...>") differ on every failure; without them the
+    # MetricsAvailable message stays stable and status is not rewritten on every poll.
+    text = re.sub(r" (object )?at 0x[0-9a-f]+", "", str(exc))
     return text if len(text) <= limit else text[:limit] + "..."

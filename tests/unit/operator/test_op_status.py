@@ -124,6 +124,46 @@ def test_transition_time_kept_unless_status_flips() -> None:
     assert _conds(flipped)["Degraded"]["lastTransitionTime"] == "2026-01-01T12:00:00Z"
 
 
+@pytest.mark.parametrize(
+    ("old_reason", "observed", "expected"),
+    [
+        pytest.param(
+            "RespawnsFailing",
+            STEADY,
+            ("True", "RespawnsFailing"),
+            id="healer-degraded-survives-reconcile",
+        ),
+        pytest.param("ApplyFailed", STEADY, ("False", "AsExpected"), id="own-degraded-clears"),
+        pytest.param(
+            "RespawnsFailing",
+            replace(STEADY, apply_error="boom"),
+            ("True", "ApplyFailed"),
+            id="reconciler-trouble-replaces-it",
+        ),
+    ],
+)
+def test_reconcile_does_not_clear_the_healers_degraded(
+    old_reason: str, observed: Observed, expected: tuple[str, str]
+) -> None:
+    first = desired_status({}, STEADY, name="n", now=T0)
+    first["conditions"] = [
+        {**c, "status": "True", "reason": old_reason, "message": "m"}
+        if c["type"] == "Degraded"
+        else c
+        for c in first["conditions"]
+    ]
+    later = desired_status(first, observed, name="n", now=T0 + timedelta(minutes=1))
+    degraded = _conds(later)["Degraded"]
+    assert (degraded["status"], degraded["reason"]) == expected
+
+
+def test_healer_and_api_agree_on_the_degraded_reason() -> None:
+    from hexagon_operator.api import Reason
+    from hexagon_operator.health.conditions import RESPAWNS_FAILING
+
+    assert RESPAWNS_FAILING == Reason.RESPAWNS_FAILING
+
+
 def test_foreign_conditions_and_fields_are_kept() -> None:
     healing = {
         "type": "Healing",
