@@ -57,18 +57,18 @@ def main() -> int:
     )
     print("\n$ kubectl get hxn -n demo -o wide\n" + hx.get_hxn(), flush=True)
     say(f"demo done in {time.monotonic() - started:.0f} s. The cluster keeps running:")
-    print(
-        f"""
-  export KUBECONFIG={kubeconfig}
-  export PATH=/var/cache/hexagon/bin:$PATH
-  kubectl get hxn -n demo -o wide          # the hexagon
-  kubectl describe hxn {node} -n demo      # conditions, heal history, Events
-  kubectl get pods -n demo -o wide         # gateway pods (admin port 9901: /metrics, /readyz)
-  curl {url}                               # through the north spoke
-  make cluster-down                        # stop everything and clean the machine
-""",
-        flush=True,
-    )
+    hints = [
+        (f"export KUBECONFIG={kubeconfig}", ""),
+        ("export PATH=/var/cache/hexagon/bin:$PATH", "the pinned kubectl and helm"),
+        ("kubectl get hxn -n demo -o wide", "the hexagon"),
+        (f"kubectl describe hxn {node} -n demo", "conditions, heal history, Events"),
+        ("kubectl get pods -n demo -o wide", "gateway pods (admin port 9901: /metrics)"),
+        (f"curl {url}", "a request through the north spoke"),
+        ("make cluster-down", "stop everything and clean the machine"),
+    ]
+    width = max(len(cmd) for cmd, _ in hints) + 2
+    lines = [f"  {cmd:<{width}}# {why}" if why else f"  {cmd}" for cmd, why in hints]
+    print("\n" + "\n".join(lines) + "\n", flush=True)
     return 0
 
 
