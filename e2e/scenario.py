@@ -151,6 +151,9 @@ class Hexagon:
         self.helm(*args)
         self.log(f"chart installed: release {RELEASE} in {SYSTEM_NS}")
 
+    def helm_test(self) -> str:
+        return self.helm("test", RELEASE, "-n", SYSTEM_NS, "--logs", "--timeout", "2m")
+
     def apply_sample(self) -> None:
         self.kubectl("create", "namespace", self.ns, check=False)
         self.kubectl("apply", "-n", self.ns, "-f", str(MANIFESTS / "upstream.yaml"))

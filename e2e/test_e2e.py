@@ -45,6 +45,12 @@ def test_traffic_through_north_reaches_the_upstream(hexagon: Hexagon) -> None:
     assert traffic.samples and not traffic.failures(), traffic.failures()[:5]
 
 
+def test_helm_test_reaches_the_operator_and_a_gateway(hexagon: Hexagon) -> None:
+    out = hexagon.helm_test()
+    assert "Phase:          Succeeded" in out or "Phase: Succeeded" in out, out
+    assert "operator 200" in out and "gateway 200" in out, out
+
+
 def test_hung_gateway_pod_is_isolated_probed_respawned_and_restored(hexagon: Hexagon) -> None:
     node = "demo-north"
     victim = hexagon.pods(node)[0]

@@ -91,10 +91,9 @@ class PrometheusSource:
         try:
             observation = await asyncio.wait_for(asyncio.to_thread(self._poll, at), budget)
         except TimeoutError:
+            log.warning("prometheus poll: %s: no answer within %g s", self.url, budget)
             observation = Observation(
-                at=at,
-                status=PipelineStatus.UNREACHABLE,
-                detail=f"{self.url}: no answer within {budget:g} s",
+                at=at, status=PipelineStatus.UNREACHABLE, detail=self._unreachable_detail()
             )
         if observation.status is not PipelineStatus.OK:
             self.errors[str(observation.status)] += 1
@@ -106,6 +105,12 @@ class PrometheusSource:
             )
         return observation
 
+    def _unreachable_detail(self) -> str:
+        # The same words on every failed poll, whether DNS, connect or timeout failed: the
+        # condition message stays put and status is not rewritten each poll (the log line
+        # and the error counter carry the specifics).
+        return f"{self.url} unreachable"
+
     def _poll(self, at: float) -> Observation:
         values: dict[Signal, dict[PodKey, float]] = {}
         failed: list[Signal] = []
@@ -115,10 +120,11 @@ class PrometheusSource:
             try:
                 result = self._client.custom_query(promql, timeout=self.timeout_seconds)
             except (requests.ConnectionError, requests.Timeout) as exc:
+                log.warning(
+                    "prometheus poll: %s: %s: %s", self.url, type(exc).__name__, _short(exc)
+                )
                 return Observation(
-                    at=at,
-                    status=PipelineStatus.UNREACHABLE,
-                    detail=f"{self.url}: {type(exc).__name__}: {_short(exc)}",
+                    at=at, status=PipelineStatus.UNREACHABLE, detail=self._unreachable_detail()
                 )
             except (PrometheusApiClientException, requests.RequestException, ValueError) as exc:
                 failed.append(signal)
