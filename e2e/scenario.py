@@ -145,6 +145,9 @@ class Hexagon:
             "--wait",
             "--timeout",
             "5m",
+            # `helm test` then sends a request through the sample hexagon's north spoke
+            "--set",
+            f"tests.gatewayURL=http://demo-north.{self.ns}.svc:8080/api/hello",
         ]
         for v in values:
             args += ["--set", v]
