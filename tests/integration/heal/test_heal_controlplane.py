@@ -69,10 +69,12 @@ def test_sd_metrics_and_prometheus_down(kube_api: KubeApi, tmp_path: Path) -> No
     with running_operator(kc, namespace=ns, log=log, env=env):
         try:
             kubectl_ok(kc, "apply", "-n", ns, "-f", "-", stdin=yaml.safe_dump(NODE))
-            kubectl_ok(kc, "apply", "-n", ns, "-f", "-", stdin=gateway_pod("cpn-0", "cpn"))
+            # A stand-in pod with a name the node's StatefulSet never uses: the real
+            # controller-manager creates cpn-0 and cpn-1 (unscheduled, without an IP).
+            kubectl_ok(kc, "apply", "-n", ns, "-f", "-", stdin=gateway_pod("cpn-standin", "cpn"))
             # No node runs it: give it the IP a kubelet would report.
             ip = json.dumps({"status": {"podIP": "10.9.8.7"}})
-            kubectl_ok(kc, "patch", "pod", "cpn-0", "-n", ns, "--subresource=status",
+            kubectl_ok(kc, "patch", "pod", "cpn-standin", "-n", ns, "--subresource=status",
                        "--type=merge", "-p", ip)  # fmt: skip
             wait_for(lambda: http("GET", f"{base}/healthz")[0] == 200, what="/healthz")
 
@@ -86,7 +88,7 @@ def test_sd_metrics_and_prometheus_down(kube_api: KubeApi, tmp_path: Path) -> No
                     "targets": ["10.9.8.7:9901"],
                     "labels": {
                         "namespace": ns,
-                        "pod": "cpn-0",
+                        "pod": "cpn-standin",
                         "hexagon_node": "cpn",
                         "hexagon_topology": "cp",
                     },
