@@ -131,9 +131,11 @@ state = "{self.state / "containerd-state"}"
             component="containerd",
         )
 
-    def ctr(self, *args: str, timeout: float = 300) -> str:
+    def ctr(self, *args: str, timeout: float = 300, check: bool = True) -> str:
         return procs.run(
-            [binary("ctr"), "--address", str(self.socket), "-n", "k8s.io", *args], timeout=timeout
+            [binary("ctr"), "--address", str(self.socket), "-n", "k8s.io", *args],
+            timeout=timeout,
+            check=check,
         )
 
     def images(self) -> set[str]:
@@ -427,47 +429,8 @@ state = "{self.state / "containerd-state"}"
         if not self.socket.exists() or "containerd" not in procs.running(self.cp.state):
             return
         for task in self.ctr("tasks", "list", "-q").split():
-            procs.run(
-                [
-                    binary("ctr"),
-                    "--address",
-                    str(self.socket),
-                    "-n",
-                    "k8s.io",
-                    "tasks",
-                    "kill",
-                    "-s",
-                    "SIGKILL",
-                    task,
-                ],
-                check=False,
-            )
+            self.ctr("tasks", "kill", "-s", "SIGKILL", task, check=False)
         time.sleep(1)
         for c in self.ctr("containers", "list", "-q").split():
-            procs.run(
-                [
-                    binary("ctr"),
-                    "--address",
-                    str(self.socket),
-                    "-n",
-                    "k8s.io",
-                    "tasks",
-                    "delete",
-                    "-f",
-                    c,
-                ],
-                check=False,
-            )
-            procs.run(
-                [
-                    binary("ctr"),
-                    "--address",
-                    str(self.socket),
-                    "-n",
-                    "k8s.io",
-                    "containers",
-                    "delete",
-                    c,
-                ],
-                check=False,
-            )
+            self.ctr("tasks", "delete", "-f", c, check=False)
+            self.ctr("containers", "delete", c, check=False)
